@@ -1,0 +1,131 @@
+"""One place where a viewer's buy becomes a reservation, for HTTP and the websocket alike.
+
+(Interface agreed between the realtime and inventory work; the inventory work fills it.)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from inventory.reservations import MAX_KEY_LEN, MAX_QTY, ReservationError
+from inventory.sweeper import Sweeper
+from live.bodies import Body, parse_model
+from live.errors import ApiError
+from live.services import Services
+from live.streams import LIVE
+from live.tokens import Claims
+
+log = logging.getLogger("live.inventory")
+
+Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+# Error codes of the inventory scripts -> HTTP status and what the viewer is told.
+ERRORS: dict[str, tuple[int, str]] = {
+    "sold_out": (409, "not enough stock left"),
+    "limit_exceeded": (409, "over the per-viewer limit for this item"),
+    "unknown_sku": (404, "no such product in this stream"),
+    "sale_not_active": (409, "that flash sale is not running"),
+    "idempotency_conflict": (409, "this key was used for another sku or qty"),
+    "rate_limited": (429, "too many buys; slow down"),
+    "invalid_qty": (400, f"qty must be an integer from 1 to {MAX_QTY}"),
+    "invalid_key": (400, f"key must be 1 to {MAX_KEY_LEN} characters"),
+    "not_found": (404, "no such reservation"),
+    "forbidden": (403, "this reservation belongs to another viewer"),
+    "expired": (410, "the reservation expired and its stock was released"),
+    "cancelled": (409, "the reservation was cancelled"),
+    "paid": (409, "the reservation is paid already"),
+}
+
+
+class Buy(Body):
+    sku: Sku
+    qty: Annotated[int, Field(ge=1, le=MAX_QTY)]
+    key: Annotated[str, Field(min_length=1, max_length=MAX_KEY_LEN)]
+    # Optional: buy only at this flash sale's price (sale_not_active once it is over).
+    sale_id: Annotated[str | None, Field(max_length=64)] = None
+
+
+def api_error(exc: ReservationError) -> ApiError:
+    status, detail = ERRORS.get(exc.code, (409, exc.code))
+    return ApiError(status, exc.code, detail)
+
+
+async def announce(
+    services: Services,
+    sid: str,
+    sku: str,
+    stock_changed: bool,
+    ended_sale: dict[str, Any] | None = None,
+) -> None:
+    """Tell the viewers what a change did. The change is made (and its event recorded)
+    already, so a failure here is logged, never turned into a failed request."""
+    try:
+        if ended_sale is not None:
+            log.info(
+                "sale %s of %s/%s ended: %s, %d sold",
+                ended_sale["id"],
+                sid,
+                sku,
+                ended_sale["reason"],
+                ended_sale["sold"],
+            )
+            await services.publisher.publish(sid, "sale.ended", ended_sale)
+        if stock_changed or ended_sale is not None:
+            await services.stock_feed.changed(sid, sku)
+    except Exception:
+        log.exception("announcing a stock change of %s/%s failed", sid, sku)
+
+
+async def buy(services: Services, sid: str, viewer: Claims, body: Any) -> tuple[int, dict]:
+    """Reserve `body = {"sku", "qty", "key"}` for `viewer` in stream `sid`.
+
+    Returns (HTTP status, reservation JSON): 201 for a new reservation, 200 for the same
+    idempotency key again. Raises ApiError with the PROTOCOL.md code otherwise
+    (invalid_body, unknown_stream, stream_ended, unknown_sku, sold_out, limit_exceeded,
+    sale_not_active, idempotency_conflict, rate_limited).
+    """
+    if viewer.role != "viewer":
+        raise ApiError(403, "forbidden", "buying needs a viewer token")
+    req = parse_model(Buy, body)
+    stream = await services.streams.get(sid)
+    if stream is None:
+        raise ApiError(404, "unknown_stream", f"no stream {sid!r}")
+    if stream.status != LIVE:
+        raise ApiError(409, "stream_ended", "the stream has ended")
+    try:
+        outcome = await services.reservations.reserve(
+            sid, viewer.subject, req.sku, req.qty, req.key, req.sale_id
+        )
+    except ReservationError as exc:
+        if exc.ended_sale is not None:
+            await announce(services, sid, req.sku, False, exc.ended_sale)
+        raise api_error(exc) from None
+    await announce(services, sid, req.sku, outcome.stock_changed, outcome.ended_sale)
+    return (201 if outcome.created else 200), outcome.reservation
+
+
+def make_sweeper(services: Services) -> Sweeper:
+    """The process's expiry and sale-end sweeper, announcing through the realtime hub."""
+
+    async def on_sale_ended(sid: str, sale: dict[str, Any]) -> None:
+        await services.publisher.publish(sid, "sale.ended", sale)
+
+    return Sweeper(
+        services.redis,
+        services.reservations,
+        services.sales,
+        on_stock=services.stock_feed.changed,
+        on_sale_ended=on_sale_ended,
+    )
+
+
+async def end_sales_of_stream(services: Services, sid: str) -> list[dict[str, Any]]:
+    """End the stream's running flash sales (reason `stream_ended`) and announce each;
+    call it when the stream ends. Safe to call from several processes at once."""
+    ended = await services.sales.end_all(sid)
+    for sale in ended:
+        await announce(services, sid, sale["sku"], True, sale)
+    return ended

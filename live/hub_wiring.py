@@ -1,0 +1,47 @@
+"""Wires the realtime hub to the rest of the service: tokens, stream state, buying."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from live import buying
+from live.errors import ApiError
+from live.redis_client import redis_client
+from live.services import Services
+from live.state import stream_state
+from live.tokens import TokenError
+from realtime.backend import HubError, Viewer
+from realtime.hub import Hub
+from realtime.settings import HubSettings
+
+
+class LiveBackend:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def verify(self, token: str) -> Viewer:
+        try:
+            claims = self.services.signer.verify(token)
+        except TokenError as exc:
+            raise HubError("unauthorized", str(exc)) from None
+        return Viewer(id=claims.subject, name=claims.name, role=claims.role, claims=claims)
+
+    async def hello_state(self, sid: str) -> dict[str, Any] | None:
+        stream = await self.services.streams.get(sid)
+        if stream is None:
+            return None
+        return await stream_state(self.services, stream)
+
+    async def buy(self, sid: str, viewer: Viewer, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            _, reservation = await buying.buy(self.services, sid, viewer.claims, payload)
+        except ApiError as exc:
+            raise HubError(exc.code, exc.detail) from None
+        return reservation
+
+
+def build_hub(services: Services, redis_url: str) -> Hub:
+    # A client of its own without decode_responses: broadcast bytes pass through as is.
+    redis = redis_client(redis_url, max_connections=100, decode_responses=False)
+    settings = HubSettings.from_env()
+    return Hub(redis, LiveBackend(services), settings)

@@ -1,0 +1,22 @@
+"""The whole visible state of a stream: the body of `GET /api/streams/{id}` and of the
+websocket `hello` message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from live.services import Services
+from live.streams import Stream
+from realtime.stats import read_stats
+
+
+async def stream_state(services: Services, stream: Stream) -> dict[str, Any]:
+    products = await services.catalog.list_with_stock(stream.id)
+    state = stream.to_json()
+    state.update(
+        products=products,
+        sales=await services.sales.active(stream.id),
+        viewers=(await read_stats(services.redis, stream.id))["viewers"],
+        seq=await services.publisher.last_seq(stream.id),
+    )
+    return state

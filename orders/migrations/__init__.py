@@ -1,0 +1,1 @@
+"""Alembic migrations of the order store, run programmatically by `orders.db`."""

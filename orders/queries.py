@@ -1,0 +1,111 @@
+"""Reads of the order store for the API: one page of orders, and per-stream totals."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, case, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orders.models import PAID, STATUSES, OrderRow
+
+MAX_PAGE = 200
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(created_at: int, rid: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([created_at, rid])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    if len(cursor) > 200:
+        raise BadCursor("cursor too long")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, rid = orjson.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise BadCursor("malformed cursor") from None
+    if not isinstance(created_at, int) or not isinstance(rid, str):
+        raise BadCursor("malformed cursor")
+    return created_at, rid
+
+
+def order_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "reservation_id": row.id,
+        "order_id": row.order_id,
+        "viewer_id": row.viewer_id,
+        "sku": row.sku,
+        "qty": row.qty,
+        "price_cents": row.price_cents,
+        "total_cents": row.qty * row.price_cents,
+        "sale_id": row.sale_id,
+        "status": row.status,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "paid_at": row.paid_at,
+        "cancelled_at": row.cancelled_at,
+        "expired_at": row.expired_at,
+    }
+
+
+async def orders_page(
+    engine: AsyncEngine,
+    sid: str,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first by (created_at, id): a keyset page, stable while rows are added."""
+    t = OrderRow.__table__
+    where = [t.c.stream_id == sid]
+    if status is not None:
+        where.append(t.c.status == status)
+    if cursor is not None:
+        created_at, rid = decode_cursor(cursor)
+        if engine.dialect.name == "sqlite":
+            where.append(
+                or_(t.c.created_at < created_at, and_(t.c.created_at == created_at, t.c.id < rid))
+            )
+        else:
+            where.append(tuple_(t.c.created_at, t.c.id) < tuple_(created_at, rid))
+    stmt = select(t).where(*where).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit + 1)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    return [order_json(r) for r in rows], nxt
+
+
+async def order_totals(engine: AsyncEngine, sid: str) -> dict[str, int]:
+    """Counts of reservations per status and the revenue of the paid ones."""
+    t = OrderRow.__table__
+    stmt = (
+        select(
+            t.c.status,
+            func.count(),
+            func.coalesce(func.sum(t.c.qty), 0),
+            func.coalesce(
+                func.sum(case((t.c.status == PAID, t.c.qty * t.c.price_cents), else_=0)), 0
+            ),
+        )
+        .where(t.c.stream_id == sid)
+        .group_by(t.c.status)
+    )
+    out = dict.fromkeys(STATUSES, 0)
+    out.update({f"{s}_units": 0 for s in STATUSES})
+    out["revenue_cents"] = 0
+    async with engine.connect() as conn:
+        for status, count, units, revenue in (await conn.execute(stmt)).all():
+            out[status] = int(count)
+            out[f"{status}_units"] = int(units)
+            out["revenue_cents"] += int(revenue)
+    return out

@@ -1,0 +1,156 @@
+"""`live reconcile STREAM_ID`: does SQL agree with Redis about a stream's orders?
+
+Compares, for one stream:
+- every reservation in Redis (`inv:{sid}:res`, the record the viewers were answered
+  from) with its SQL row: missing rows, rows Redis does not know, different status,
+  order id, sku, qty or price;
+- per sku, units reserved and paid in Redis vs SQL, and the Redis stock balance
+  `product stock == stock left + units held aside for a sale + units reserved or paid`
+  (a broken balance is an oversell or a unit given back twice).
+The drainer may still be behind: reconcile first waits (bounded) for the stream's
+events to be drained, and says so when they are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inventory import keys as inv_keys
+from orders.drain import GROUP
+from orders.models import PAID, RESERVED, OrderRow, ProductRow
+
+COMPARED = ("status", "order_id", "sku", "qty", "price_cents", "viewer_id")
+
+
+class UnknownStream(LookupError):
+    pass
+
+
+@dataclass
+class Report:
+    stream_id: str
+    reservations_redis: int = 0
+    rows_sql: int = 0
+    waiting_events: int = 0
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def agree(self) -> bool:
+        return not self.differences
+
+    def render(self) -> str:
+        lines = [
+            f"stream {self.stream_id}: {self.reservations_redis} reservations in Redis, "
+            f"{self.rows_sql} rows in SQL"
+        ]
+        if self.waiting_events:
+            lines.append(f"note: {self.waiting_events} events not yet drained into SQL")
+        if self.agree:
+            lines.append("OK: Redis and SQL agree")
+        else:
+            lines.append(f"DIFFERENT: {len(self.differences)} difference(s)")
+            lines.extend(f"  {d}" for d in self.differences)
+        return "\n".join(lines)
+
+
+async def waiting_events(redis: Redis, sid: str, group: str = GROUP) -> int:
+    try:
+        groups = await redis.xinfo_groups(inv_keys.events(sid))
+    except Exception:
+        return 0
+    for g in groups:
+        name = g.get("name")
+        if (name.decode() if isinstance(name, bytes) else name) == group:
+            return int(g.get("pending") or 0) + int(g.get("lag") or 0)
+    return int(await redis.xlen(inv_keys.events(sid)))
+
+
+def _load(raw: Any) -> dict[str, Any]:
+    return orjson.loads(raw)
+
+
+async def reconcile(
+    redis: Redis, engine: AsyncEngine, sid: str, wait_s: float = 10.0, group: str = GROUP
+) -> Report:
+    if not await redis.sismember(inv_keys.STREAMS, sid):
+        raise UnknownStream(sid)
+    report = Report(stream_id=sid)
+    deadline = time.monotonic() + wait_s
+    waiting = await waiting_events(redis, sid, group)
+    while waiting and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)  # polling the drainer's progress, nothing to wait on
+        waiting = await waiting_events(redis, sid, group)
+    report.waiting_events = waiting
+
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hgetall(inv_keys.products(sid))
+        pipe.hgetall(inv_keys.stock(sid))
+        pipe.hgetall(inv_keys.held(sid))
+        pipe.hgetall(inv_keys.reservations(sid))
+        products, stock, held, reservations = await pipe.execute()
+    redis_res = {
+        str(k if isinstance(k, str) else k.decode()): _load(v) for k, v in reservations.items()
+    }
+    report.reservations_redis = len(redis_res)
+
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(select(OrderRow.__table__).where(OrderRow.stream_id == sid))
+        ).all()
+        sql_products = {
+            r.sku
+            for r in (
+                await conn.execute(select(ProductRow.sku).where(ProductRow.stream_id == sid))
+            ).all()
+        }
+    sql_res = {r.id: r._asdict() for r in rows}
+    report.rows_sql = len(sql_res)
+    diff = report.differences
+
+    for rid in sorted(redis_res.keys() - sql_res.keys()):
+        r = redis_res[rid]
+        diff.append(f"{rid}: {r.get('status')} in Redis, missing in SQL")
+    for rid in sorted(sql_res.keys() - redis_res.keys()):
+        diff.append(f"{rid}: {sql_res[rid]['status']} in SQL, unknown to Redis")
+    for rid in sorted(redis_res.keys() & sql_res.keys()):
+        r, s = redis_res[rid], sql_res[rid]
+        for col in COMPARED:
+            if r.get(col) != s[col]:
+                diff.append(f"{rid}: {col} is {r.get(col)!r} in Redis, {s[col]!r} in SQL")
+
+    held_units: dict[str, dict[str, int]] = defaultdict(lambda: {"redis": 0, "sql": 0})
+    for r in redis_res.values():
+        if r.get("status") in (RESERVED, PAID):
+            held_units[str(r["sku"])]["redis"] += int(r["qty"])
+    for s in sql_res.values():
+        if s["status"] in (RESERVED, PAID):
+            held_units[s["sku"]]["sql"] += s["qty"]
+
+    for sku_raw, raw in sorted(products.items()):
+        sku = sku_raw if isinstance(sku_raw, str) else sku_raw.decode()
+        total = int(_load(raw)["stock"])
+        left = int(stock.get(sku_raw) or 0)
+        aside = int(held.get(sku_raw) or 0)
+        taken = held_units[sku]["redis"]
+        if total != left + aside + taken:
+            diff.append(
+                f"sku {sku}: stock {total} != left {left} + held {aside} "
+                f"+ reserved/paid {taken} in Redis"
+            )
+        if sku not in sql_products:
+            diff.append(f"sku {sku}: product in Redis, missing in SQL")
+    for sku, units in sorted(held_units.items()):
+        if units["redis"] != units["sql"]:
+            diff.append(
+                f"sku {sku}: {units['redis']} units reserved/paid in Redis, {units['sql']} in SQL"
+            )
+    return report

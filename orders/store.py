@@ -1,0 +1,94 @@
+"""Writing one batch to SQL: idempotent upserts in a single transaction.
+
+Every statement is an INSERT ... ON CONFLICT, so applying a batch twice (a replay, or a
+batch whose XACK was lost when the drainer died after COMMIT) changes nothing. Status
+precedence is decided by the database in the conflict's WHERE, never by reading first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import JSON, Text, bindparam, cast, column, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orders.events import Batch
+from orders.models import RESERVED, OrderRow, ProductRow, StreamRow
+
+
+def _insert(dialect: str, table: Any) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+
+
+async def apply_batch(engine: AsyncEngine, batch: Batch) -> None:
+    dialect = engine.dialect.name
+    async with engine.begin() as conn:
+        if batch.streams:
+            ins = _insert(dialect, StreamRow)
+            stmt = ins.on_conflict_do_update(
+                index_elements=[StreamRow.id],
+                set_={
+                    "title": ins.excluded.title,
+                    "host_name": ins.excluded.host_name,
+                    "created_at": ins.excluded.created_at,
+                },
+            )
+            await conn.execute(stmt, list(batch.streams.values()))
+        if batch.ended:
+            # May arrive before stream.created (claimed late): a placeholder row that
+            # stream.created fills in.
+            ins = _insert(dialect, StreamRow)
+            stmt = ins.on_conflict_do_update(
+                index_elements=[StreamRow.id], set_={"ended_at": ins.excluded.ended_at}
+            )
+            await conn.execute(stmt, list(batch.ended.values()))
+        if batch.products:
+            stmt = _insert(dialect, ProductRow).on_conflict_do_nothing()
+            await conn.execute(stmt, list(batch.products.values()))
+        if batch.orders:
+            await _upsert_orders(conn, dialect, list(batch.orders.values()))
+
+
+_ORDER_COLUMNS = list(OrderRow.__table__.c)
+
+
+def _orders_source(dialect: str) -> Any:
+    """INSERT source. PostgreSQL: one statement over `json_to_recordset` of the whole
+    batch sent as one JSON text (one round trip, serialised by orjson in C, no per-value
+    parameter encoding: about 2x an executemany of the same rows); elsewhere a plain
+    executemany of VALUES."""
+    if dialect != "postgresql":
+        return _insert(dialect, OrderRow)
+    rows = (
+        func.json_to_recordset(cast(bindparam("rows", type_=Text()), JSON))
+        .table_valued(*[column(c.name, c.type) for c in _ORDER_COLUMNS])
+        .render_derived(with_types=True)
+    )
+    return postgresql.insert(OrderRow).from_select([c.name for c in _ORDER_COLUMNS], select(rows))
+
+
+async def _upsert_orders(conn: Any, dialect: str, rows: list[dict[str, Any]]) -> None:
+    ins = _orders_source(dialect)
+    stmt = ins.on_conflict_do_update(
+        index_elements=[OrderRow.id],
+        set_={
+            "status": ins.excluded.status,
+            "order_id": ins.excluded.order_id,
+            "paid_at": ins.excluded.paid_at,
+            "cancelled_at": ins.excluded.cancelled_at,
+            "expired_at": ins.excluded.expired_at,
+        },
+        # Only a terminal status, and only over `reserved`: the first terminal
+        # status wins for good.
+        where=(OrderRow.status == RESERVED) & (ins.excluded.status != RESERVED),
+    )
+    if dialect == "postgresql":
+        await conn.execute(stmt, {"rows": orjson.dumps(rows).decode()})
+    else:
+        await conn.execute(stmt, rows)

@@ -1,0 +1,38 @@
+"""What the hub needs from the rest of the service, injected by `live` (the hub never
+imports `live`): token checks, the stream state for `hello`, and buying."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class HubError(Exception):
+    """A request on the socket failed: sent to that viewer as an `error` message."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail or code.replace("_", " ")
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    id: str
+    name: str
+    role: str  # "viewer" or "host"
+    claims: Any = None  # the backend's own token claims, handed back to `buy`
+
+
+class Backend(Protocol):
+    def verify(self, token: str) -> Viewer:
+        """The token's holder; raises HubError("unauthorized") for a bad token."""
+        ...
+
+    async def hello_state(self, sid: str) -> dict[str, Any] | None:
+        """The whole visible state of the stream, or None if there is no such stream."""
+        ...
+
+    async def buy(self, sid: str, viewer: Viewer, payload: dict[str, Any]) -> dict[str, Any]:
+        """Reserve for this viewer; returns the reservation, raises HubError."""
+        ...

@@ -1,0 +1,442 @@
+"""The hub of one service process: its rooms, its one Redis pub/sub subscription, and
+the periodic work (heartbeats, slow consumers, likes, viewer counts)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from realtime import keys
+from realtime.backend import Backend, HubError
+from realtime.messages import PING_FRAME, Message, now_ms, personal
+from realtime.publish import lua
+from realtime.room import Room
+from realtime.settings import HubSettings
+
+if TYPE_CHECKING:
+    from realtime.server import HubProtocol
+
+log = logging.getLogger("live.realtime")
+
+SUBSCRIBE_TIMEOUT_S = 5.0
+MAX_INFLIGHT = 4  # requests of one connection waiting on Redis or the buy handler
+MAX_RESUME_SEQ = 2**53
+
+
+class Hub:
+    def __init__(self, redis: Redis, backend: Backend, settings: HubSettings) -> None:
+        # Bytes client: messages go from Redis to the sockets without a decode/encode.
+        self.redis = redis
+        self.backend = backend
+        self.settings = settings
+        self.process_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.rooms: dict[str, Room] = {}
+        self.pubsub = redis.pubsub()
+        self._acks: dict[bytes, asyncio.Future[None]] = {}
+        self._has_subs = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._comment: AsyncScript = redis.register_script(lua("comment.lua"))
+        self._likes: AsyncScript = redis.register_script(lua("likes.lua"))
+        self._viewers: AsyncScript = redis.register_script(lua("viewers.lua"))
+        self._likes_retry: set[str] = set()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._read_loop(), name="hub-pubsub"),
+            asyncio.create_task(self._heartbeat_loop(), name="hub-heartbeat"),
+            asyncio.create_task(self._likes_loop(), name="hub-likes"),
+            asyncio.create_task(self._viewers_loop(), name="hub-viewers"),
+        ]
+
+    async def stop(self) -> None:
+        for room in list(self.rooms.values()):
+            for conn in list(room.members):
+                conn.close(1001, "server shutting down")
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        for sid in list(self.rooms):
+            try:
+                await self._report_viewers(sid, 0)
+            except Exception:
+                log.warning("could not clear viewer count of %s", sid)
+        for task in list(self._tasks):
+            task.cancel()
+        try:
+            await self.pubsub.aclose()
+        except Exception:
+            pass
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("hub task failed", exc_info=task.exception())
+
+    # --- rooms and the subscription --------------------------------------------------
+
+    async def _join(self, sid: str) -> Room:
+        """The stream's room, subscribed; counted as `joining` until the caller is done."""
+        channel = keys.channel(sid).encode()
+        room = self.rooms.get(sid)
+        if room is None:
+            room = self.rooms[sid] = Room(self, sid)
+            room.joining += 1
+            self._acks[channel] = asyncio.get_running_loop().create_future()
+            await self.pubsub.subscribe(channel)
+            self._has_subs.set()
+            log.info("subscribed to stream %s", sid)
+        else:
+            room.joining += 1
+        ack = self._acks.get(channel)
+        if ack is not None and not ack.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(ack), SUBSCRIBE_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("no subscribe confirmation for %s yet", sid)
+        return room
+
+    async def _read_loop(self) -> None:
+        while True:
+            await self._has_subs.wait()
+            try:
+                item = await self.pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("pub/sub connection lost (%r); reconnecting", exc)
+                await asyncio.sleep(0.2)
+                for room in self.rooms.values():
+                    room.resync()  # whatever was published meanwhile comes from history
+                continue
+            if item is None:
+                continue
+            kind = item["type"]
+            if kind == b"message" or kind == "message":
+                room = self.rooms.get(keys_sid(item["channel"]))
+                if room is not None:
+                    try:
+                        msg = Message(item["data"])
+                    except Exception:
+                        log.exception("undecodable broadcast message on %r", item["channel"])
+                        continue
+                    room.deliver(msg)
+            elif kind in (b"subscribe", "subscribe"):
+                ack = self._acks.pop(item["channel"], None)
+                if ack is not None and not ack.done():
+                    ack.set_result(None)
+
+    async def history(self, sid: str, first: int) -> list[Message]:
+        entries = await self.redis.xrange(
+            keys.history(sid), min=f"{first}-0", max="+", count=self.settings.history_size
+        )
+        return [Message(fields[b"m"]) for _, fields in entries]
+
+    async def _drop_room_if_empty(self, sid: str) -> None:
+        room = self.rooms.get(sid)
+        if room is None or room.members or room.joining:
+            return
+        del self.rooms[sid]
+        await self.pubsub.unsubscribe(keys.channel(sid))
+        log.info("unsubscribed from stream %s", sid)
+
+    # --- connections -----------------------------------------------------------------
+
+    async def admit(self, conn: HubProtocol, response: Any, token: str) -> None:
+        """Check the token and the stream, then open the socket and send `hello`.
+
+        Whatever goes wrong on the way, the client gets an answer: a 503 while the
+        handshake is still open, a 1011 close after it."""
+        try:
+            await self._admit(conn, response, token)
+        except Exception:
+            log.exception("admitting a viewer of %s failed", conn.sid)
+            if conn.room is None and not conn.closing:
+                conn.reject(503, "service unavailable, try again\n")
+            else:
+                conn.close(1011, "internal error")
+
+    async def _admit(self, conn: HubProtocol, response: Any, token: str) -> None:
+        sid = conn.sid
+        viewer = None
+        if token:
+            try:
+                viewer = self.backend.verify(token)
+            except HubError as exc:
+                conn.reject(401, f"{exc.detail}\n")
+                return
+        room = await self._join(sid)
+        try:
+            seq, state = await self._state(sid)
+            if state is None:
+                conn.reject(404, "unknown stream\n")
+                return
+            if conn.closing or conn.transport.is_closing():
+                return
+            conn.viewer = viewer
+            conn.opened(response)
+            conn.after = seq
+            conn.room = room
+            conn.send(personal("hello", state, conn.binary, seq))
+            if state.get("status") == "ended" or room.ended:
+                conn.close(1000, "stream ended")
+                return
+            room.add(conn)
+        finally:
+            room.joining -= 1
+
+    async def _state(self, sid: str) -> tuple[int, dict[str, Any] | None]:
+        # seq first: a message between the two reads is delivered again, never missed.
+        raw = await self.redis.get(keys.seq(sid))
+        seq = int(raw) if raw else 0
+        state = await self.backend.hello_state(sid)
+        if state is not None:
+            state["seq"] = seq
+        return seq, state
+
+    def disconnected(self, conn: HubProtocol) -> None:
+        if conn.room is not None:
+            conn.room.remove(conn)
+
+    async def catch_up(self, conn: HubProtocol) -> None:
+        """Bring one viewer from `conn.after` to the room's present, from the history."""
+        room = conn.room
+        try:
+            entries = await self.history(conn.sid, conn.after + 1)
+            lost = bool(entries) and entries[0].seq > conn.after + 1
+            if not entries:
+                raw = await self.redis.get(keys.seq(conn.sid))
+                lost = int(raw or 0) > conn.after and not conn.pending
+            if lost:
+                seq, state = await self._state(conn.sid)
+                if state is None or conn.closing:
+                    return
+                state["recovered"] = False
+                conn.send(personal("hello", state, conn.binary, seq))
+                conn.after = seq
+                entries = []
+        except Exception:
+            log.exception("catch-up of a viewer of %s failed", conn.sid)
+            entries = []
+        if conn.closing or room is None:
+            return
+        pending, conn.pending = conn.pending, []
+        conn.filling = False
+        for msg in sorted([*entries, *pending], key=lambda m: m.seq):
+            if msg.seq > conn.after:
+                conn.push(msg)
+        if conn in room.catching and (room.last is None or conn.after >= room.last):
+            room.promote(conn)
+
+    # --- viewer requests -------------------------------------------------------------
+
+    def on_request(self, conn: HubProtocol, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "ping":
+            conn.send(personal("pong", {}, conn.binary))
+        elif kind == "like":
+            self._like(conn)
+        elif kind == "comment":
+            text = msg.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise HubError("invalid_message", "comment needs a non-empty string text")
+            text = text.strip()
+            if len(text) > self.settings.max_comment_chars:
+                raise HubError(
+                    "comment_too_long",
+                    f"a comment has at most {self.settings.max_comment_chars} characters",
+                )
+            self._request(conn, self._post_comment(conn, text))
+        elif kind == "buy":
+            self._viewer(conn)
+            self._request(conn, self._buy(conn, msg))
+        elif kind == "resume":
+            after = msg.get("after")
+            if not isinstance(after, int) or isinstance(after, bool) or not (
+                0 <= after < MAX_RESUME_SEQ
+            ):
+                raise HubError("invalid_message", "resume needs an integer after >= 0")
+            if conn.room is not None:
+                conn.room.demote(conn)  # brings conn.after up to date
+            if after < conn.after:
+                conn.after = after
+                conn.start_catch_up()
+        else:
+            raise HubError("unknown_type", f"unknown message type {kind[:40]!r}")
+
+    def _viewer(self, conn: HubProtocol) -> Any:
+        viewer = conn.viewer
+        if viewer is None:
+            raise HubError("unauthorized", "connect with ?token= of a viewer to do this")
+        if viewer.role != "viewer":
+            raise HubError("forbidden", "this needs a viewer token")
+        return viewer
+
+    def _request(self, conn: HubProtocol, coro: Coroutine[Any, Any, None]) -> None:
+        if conn.inflight >= MAX_INFLIGHT:
+            coro.close()
+            raise HubError("rate_limited", "too many requests at once")
+        conn.inflight += 1
+
+        async def run() -> None:
+            try:
+                await coro
+            except HubError as exc:
+                conn.send_error(exc.code, exc.detail)
+            except Exception:
+                log.exception("request on stream %s failed", conn.sid)
+                conn.send_error("internal", "internal error")
+            finally:
+                conn.inflight -= 1
+
+        self.spawn(run())
+
+    def _like(self, conn: HubProtocol) -> None:
+        self._viewer(conn)
+        second = int(asyncio.get_running_loop().time())
+        if conn.like_window != second:
+            conn.like_window, conn.like_count = second, 0
+        conn.like_count += 1
+        if conn.like_count > self.settings.likes_per_second:
+            raise HubError("rate_limited", "too many likes; slow down")
+        if conn.room is not None:
+            conn.room.likes += 1
+
+    async def _post_comment(self, conn: HubProtocol, text: str) -> None:
+        viewer = self._viewer(conn)
+        sid = conn.sid
+        data = {
+            "id": f"c_{secrets.token_hex(8)}",
+            "user": {"id": viewer.id, "name": viewer.name},
+            "text": text,
+        }
+        s = self.settings
+        result = int(
+            await self._comment(
+                keys=[
+                    keys.seq(sid),
+                    keys.history(sid),
+                    keys.mutes(sid),
+                    keys.banned_words(sid),
+                    keys.comment_rate(sid, viewer.id),
+                    keys.stats(sid),
+                ],
+                args=[
+                    keys.channel(sid), now_ms(), s.history_size, viewer.id, text.casefold(),
+                    orjson.dumps(data), s.comments_per_window, int(s.comment_window_s * 1000),
+                ],
+            )
+        )
+        if result == -1:
+            raise HubError("muted", "the host muted you in this stream")
+        if result == -2:
+            raise HubError("rate_limited", "too many comments; slow down")
+        if result == -3:
+            raise HubError("comment_rejected", "the comment contains a word banned here")
+
+    async def _buy(self, conn: HubProtocol, msg: dict[str, Any]) -> None:
+        viewer = self._viewer(conn)
+        payload = {k: msg[k] for k in ("sku", "qty", "key", "sale_id") if k in msg}
+        reservation = await self.backend.buy(conn.sid, viewer, payload)
+        conn.send(personal("reservation", reservation, conn.binary))
+
+    # --- periodic work ---------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        s = self.settings
+        period = min(s.ping_interval_s, s.ping_timeout_s, s.stall_timeout_s) / 2
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for room in list(self.rooms.values()):
+                for conn in list(room.members):
+                    if conn.paused:
+                        continue  # a backed-up socket is the stall check's business
+                    if conn.pong_due:
+                        if now > conn.pong_due:
+                            log.info("viewer of %s missed its pong; dropping", room.sid)
+                            conn.closing = True
+                            conn.transport.abort()
+                    elif now >= conn.next_ping:
+                        conn.transport.write(PING_FRAME)
+                        conn.pong_due = now + s.ping_timeout_s
+                        conn.next_ping = now + s.ping_interval_s
+                for conn in list(room.paused):
+                    if now - conn.paused_at > s.stall_timeout_s or (
+                        conn.transport.get_write_buffer_size() > s.write_hard_cap
+                    ):
+                        log.info("viewer of %s too slow; closing with 1008", room.sid)
+                        conn.close(1008, "too slow")
+
+    async def _likes_loop(self) -> None:
+        interval = self.settings.likes_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            for sid, room in list(self.rooms.items()):
+                if room.likes or sid in self._likes_retry:
+                    taps, room.likes = room.likes, 0
+                    try:
+                        wait = await self._send_likes(sid, taps)
+                    except Exception:
+                        log.exception("likes of %s failed", sid)
+                        room.likes += taps
+                        continue
+                    if wait > 0:
+                        self._likes_retry.add(sid)
+                    else:
+                        self._likes_retry.discard(sid)
+
+    async def _send_likes(self, sid: str, taps: int) -> int:
+        return int(
+            await self._likes(
+                keys=[keys.seq(sid), keys.history(sid), keys.likes_pending(sid),
+                      keys.likes_gate(sid), keys.stats(sid)],
+                args=[keys.channel(sid), now_ms(), self.settings.history_size, taps,
+                      self.settings.likes_interval_ms],
+            )
+        )
+
+    async def _viewers_loop(self) -> None:
+        interval = self.settings.viewers_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            for sid, room in list(self.rooms.items()):
+                try:
+                    await self._report_viewers(sid, len(room.members))
+                    await self._drop_room_if_empty(sid)
+                except Exception:
+                    log.exception("viewer count of %s failed", sid)
+
+    async def _report_viewers(self, sid: str, count: int) -> int:
+        s = self.settings
+        return int(
+            await self._viewers(
+                keys=[keys.seq(sid), keys.history(sid), keys.viewer_counts(sid),
+                      keys.viewers_gate(sid), keys.stats(sid)],
+                args=[keys.channel(sid), now_ms(), s.history_size, self.process_id, count,
+                      int(s.viewers_interval_ms * 3), s.viewers_interval_ms],
+            )
+        )
+
+
+def keys_sid(channel: bytes | str) -> str:
+    """The stream id of a pub/sub channel `rt:{sid}`."""
+    name = channel.decode() if isinstance(channel, bytes) else channel
+    return name[4:-1]

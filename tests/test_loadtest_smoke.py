@@ -1,0 +1,191 @@
+"""The load test itself: Locust runs headless against a real service and the checker reads
+the outcome. Locust runs as a subprocess so that gevent's monkey-patching stays out of
+pytest's process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import ServiceProcess, service_env
+
+from loadtest.schedules import SpikeAndDrain, Steady, Surge
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS = 12  # one host, the rest viewers and buyers
+
+
+@dataclass
+class LocustRun:
+    returncode: int
+    output: str
+    stats: dict[str, dict[str, str]]  # "TYPE NAME" -> the row of *_stats.csv
+    run_file: Path
+    env: dict[str, str]
+
+    def count(self, key: str) -> int:
+        return int(self.stats[key]["Request Count"]) if key in self.stats else 0
+
+    def deliveries(self) -> dict[str, int]:
+        return {
+            k.removeprefix("WS deliver "): self.count(k)
+            for k in self.stats
+            if k.startswith("WS deliver ")
+        }
+
+
+@pytest.fixture(scope="module")
+def load_target(
+    redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """`live serve --workers 2`, draining with its own consumer group: a Redis shared with
+    other test sessions must not hand this store's order events to their drainers."""
+    env = service_env(
+        redis_url,
+        database_url,
+        LIVE_DRAIN_GROUP=f"lt-{secrets.token_hex(4)}",
+        LIVE_LOG_LEVEL="warning",
+    )
+    svc = ServiceProcess(env=env, args=["--workers", "2"]).start(
+        tmp_path_factory.mktemp("load-target")
+    )
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def locust_run(load_target: ServiceProcess, tmp_path_factory: pytest.TempPathFactory) -> LocustRun:
+    service = load_target
+    out = tmp_path_factory.mktemp("locust")
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(ROOT / "loadtest" / "locustfile.py"),
+        "--headless",
+        "-u",
+        str(USERS),
+        "-r",
+        str(USERS),
+        "-t",
+        "8s",
+        "--stop-timeout",
+        "5",
+        "--host",
+        service.url,
+        "--csv",
+        str(out / "run"),
+        "--only-summary",
+        "--run-file",
+        str(out / "run.json"),
+        # A busy stream squeezed into seconds: sales every 2 s, chat every ~0.5 s.
+        "--first-sale-at",
+        "1",
+        "--sale-every",
+        "2",
+        "--sale-duration",
+        "2",
+        "--sale-stock",
+        "4",
+        "--buyer-share",
+        "0.5",
+        "--chat-every",
+        "0.5",
+        "--message-every",
+        "1",
+        "--pin-every",
+        "2",
+    ]
+    env = {**service.env, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=90)
+    stats: dict[str, dict[str, str]] = {}
+    stats_csv = out / "run_stats.csv"
+    if stats_csv.exists():
+        with stats_csv.open() as f:
+            for row in csv.DictReader(f):
+                stats[f"{row['Type']} {row['Name']}".strip()] = row
+    return LocustRun(done.returncode, done.stdout + done.stderr, stats, out / "run.json", env)
+
+
+def test_viewers_connect_receive_and_buy_without_failures(locust_run: LocustRun) -> None:
+    run = locust_run
+    assert run.stats, run.output[-3000:]
+    viewers = USERS - 1
+    assert run.count("WS connect") >= viewers, run.output[-3000:]
+    delivered = run.deliveries()
+    # Each viewer is greeted, and hears the host and the sales it launched.
+    assert delivered.get("hello", 0) >= viewers, delivered
+    assert delivered.get("host.message", 0) >= viewers, delivered
+    assert delivered.get("sale.started", 0) >= 1, delivered
+    assert delivered.get("comment", 0) > 0 and delivered.get("likes", 0) > 0, delivered
+    assert run.count("WS buy") > 0, sorted(run.stats)
+    assert run.count("POST /api/reservations/[id]/confirm") > 0, sorted(run.stats)
+    failures = int(run.stats["Aggregated"]["Failure Count"])
+    assert failures == 0, (run.stats["Aggregated"], run.output[-3000:])
+    assert run.returncode == 0, run.output[-3000:]
+
+
+def test_run_file_tallies_what_the_viewers_saw(locust_run: LocustRun) -> None:
+    tally = json.loads(locust_run.run_file.read_text())["tally"]
+    assert tally["viewers"] >= USERS - 1
+    assert tally["messages"] >= locust_run.count("WS deliver hello")
+    assert tally["reserved"] > 0 and tally["confirmed"], tally
+    assert tally["lost"] == 0, tally
+
+
+def check(run: LocustRun, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "loadtest.check", "--run-file", str(run.run_file), *args],
+        cwd=ROOT,
+        env=run.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_says_the_invariants_held(locust_run: LocustRun) -> None:
+    done = check(locust_run)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "HELD" in done.stdout and "FAIL" not in done.stdout, done.stdout
+
+
+def test_check_fails_when_a_confirmed_buy_has_no_order(
+    locust_run: LocustRun, tmp_path: Path
+) -> None:
+    body = json.loads(locust_run.run_file.read_text())
+    body["tally"]["confirmed"].append("o_" + "0" * 16)  # a payment the store never saw
+    forged = tmp_path / "run.json"
+    forged.write_text(json.dumps(body))
+    done = check(locust_run, "--run-file", str(forged), "--settle-s", "1", "--no-reconcile")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL  every confirmed buy is one paid order" in done.stdout, done.stdout
+
+
+def test_surge_grows_tenfold_in_thirty_seconds() -> None:
+    surge = Surge(viewers=100, ramp=50, surge_at=30, factor=10, surge_ramp=30, hold=60)
+    assert surge.at(10) == (100, 50)
+    users, rate = surge.at(30)  # type: ignore[misc]
+    assert users == 1000 and rate == pytest.approx(900 / 30)
+    assert surge.at(119) is not None and surge.at(120) is None
+    assert surge.end() == 120  # LiveShape stops every user after this, then ends
+
+
+def test_spike_drains_back_to_the_base_and_steady_ends_on_time() -> None:
+    spike = SpikeAndDrain(
+        viewers=50, ramp=25, spike_at=10, factor=10, hold=20, drain=30, duration=90
+    )
+    assert spike.at(5) == (50, 25)
+    assert spike.at(10)[0] == 500 and spike.at(10)[1] == pytest.approx(450 / 3)  # type: ignore[index]
+    assert spike.at(40) == (50, 15.0)
+    assert spike.at(90) is None
+    assert Steady(viewers=10, ramp=5, duration=60).at(59) == (10, 5)
+    assert Steady(viewers=10, ramp=5, duration=60).at(60) is None

@@ -1,0 +1,309 @@
+"""The order drainer against real Redis and real SQL, fed contract-shaped events
+(docs/EVENTS.md) directly, so that every ordering a crash can produce is exercised."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from inventory import keys as inv_keys
+from orders.drain import DEAD_LETTER, Drainer, DrainSettings
+from orders.models import OrderRow, ProductRow, StreamRow
+
+TYPES = {
+    "reserved": "reservation.created",
+    "paid": "reservation.confirmed",
+    "cancelled": "reservation.cancelled",
+    "expired": "reservation.expired",
+}
+
+
+# --- helpers shared with the other test_orders_* files ----------------------------
+
+
+def new_sid() -> str:
+    return f"s_{secrets.token_hex(8)}"
+
+
+def new_rid(sid: str) -> str:
+    return f"r_{sid[2:]}{secrets.token_hex(8)}"
+
+
+def reservation(sid: str, rid: str, status: str, *, qty: int = 1, created_at: int = 0) -> dict:
+    now = created_at or int(time.time() * 1000)
+    r: dict[str, Any] = {
+        "id": rid,
+        "stream_id": sid,
+        "viewer_id": "v_" + rid[-8:],
+        "sku": "mug",
+        "qty": qty,
+        "price_cents": 1250,
+        "sale_id": None,
+        "key": "k-" + rid[-6:],
+        "created_at": now,
+        "expires_at": now + 600_000,
+        "status": status,
+    }
+    if status == "paid":
+        r.update(order_id="o_" + rid[2:], paid_at=now + 5)
+    elif status == "cancelled":
+        r["cancelled_at"] = now + 5
+    elif status == "expired":
+        r["expired_at"] = now + 600_000
+    return r
+
+
+async def add_stream(redis: Redis, sid: str, stock: int = 1_000_000) -> None:
+    now = int(time.time() * 1000)
+    await emit(
+        redis,
+        sid,
+        "stream.created",
+        {
+            "id": sid,
+            "title": "t",
+            "host_name": "Ann",
+            "status": "live",
+            "pinned_sku": None,
+            "created_at": now,
+            "ended_at": None,
+        },
+    )
+    await emit(
+        redis,
+        sid,
+        "product.added",
+        {
+            "stream_id": sid,
+            "sku": "mug",
+            "title": "Mug",
+            "price_cents": 1250,
+            "stock": stock,
+            "per_user_limit": None,
+            "created_at": now,
+        },
+    )
+    await redis.sadd(inv_keys.STREAMS, sid)
+
+
+async def emit(redis: Redis, sid: str, type_: str, data: dict) -> None:
+    await redis.xadd(inv_keys.events(sid), {"type": type_, "data": orjson.dumps(data)})
+
+
+async def emit_status(redis: Redis, sid: str, rid: str, status: str, **kw: Any) -> None:
+    await emit(redis, sid, TYPES[status], reservation(sid, rid, status, **kw))
+
+
+async def sql_orders(engine: AsyncEngine, sid: str) -> dict[str, tuple]:
+    t = OrderRow.__table__
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(t).where(t.c.stream_id == sid))).all()
+    return {r.id: tuple(r) for r in rows}
+
+
+async def waiting(redis: Redis, group: str, sids: list[str]) -> int:
+    """Events of these streams not yet in SQL for `group` (all of them if the group
+    does not exist yet)."""
+    total = 0
+    for sid in sids:
+        key = inv_keys.events(sid)
+        mine = [g for g in await redis.xinfo_groups(key) if g["name"] == group]
+        if not mine:
+            total += await redis.xlen(key)
+        for g in mine:
+            total += int(g["pending"]) + int(g["lag"] or 0)
+    return total
+
+
+async def drain_all(drainer: Drainer, sids: list[str], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        await drainer.step()
+        if await waiting(drainer.redis, drainer.group, sids) == 0:
+            return
+        assert time.monotonic() < deadline, "drainer did not catch up"
+
+
+def settings_for(sids: list[str], **kw: Any) -> DrainSettings:
+    # A group of its own and only this test's streams: the machine's Redis is shared.
+    return DrainSettings(
+        group=kw.pop("group", f"orders_t{secrets.token_hex(4)}"),
+        only=frozenset(sids),
+        block_ms=kw.pop("block_ms", 20),
+        refresh_ms=kw.pop("refresh_ms", 10),
+        **kw,
+    )
+
+
+@pytest.fixture
+def engine(orders_engine: AsyncEngine) -> AsyncEngine:
+    return orders_engine
+
+
+# --- tests ------------------------------------------------------------------------
+
+
+async def test_stream_product_and_orders_land_in_sql(redis: Redis, engine: AsyncEngine) -> None:
+    sid = new_sid()
+    await add_stream(redis, sid)
+    paid, cancelled, open_ = new_rid(sid), new_rid(sid), new_rid(sid)
+    for rid in (paid, cancelled, open_):
+        await emit_status(redis, sid, rid, "reserved", qty=2)
+    await emit_status(redis, sid, paid, "paid", qty=2)
+    await emit_status(redis, sid, cancelled, "cancelled", qty=2)
+    await emit(redis, sid, "stream.ended", {"id": sid, "ended_at": 123})
+
+    drainer = Drainer(redis, engine, settings_for([sid]))
+    await drain_all(drainer, [sid])
+
+    got = await sql_orders(engine, sid)
+    status = {rid: row[OrderRow.__table__.c.keys().index("status")] for rid, row in got.items()}
+    assert status == {paid: "paid", cancelled: "cancelled", open_: "reserved"}
+    cols = OrderRow.__table__.c.keys()
+    assert got[paid][cols.index("order_id")] == "o_" + paid[2:]
+    assert got[cancelled][cols.index("order_id")] is None
+    async with engine.connect() as conn:
+        stream = (await conn.execute(select(StreamRow).where(StreamRow.id == sid))).one()
+        product = (await conn.execute(select(ProductRow).where(ProductRow.stream_id == sid))).one()
+    assert (stream.title, stream.ended_at) == ("t", 123)
+    assert (product.sku, product.stock) == ("mug", 1_000_000)
+
+
+@pytest.mark.parametrize("batch_size", [1, 500])
+async def test_terminal_status_is_never_overwritten(
+    redis: Redis, engine: AsyncEngine, batch_size: int
+) -> None:
+    """Events applied in any order (as after a crash and a claim): first terminal wins,
+    `reserved` overwrites nothing; both within one batch and across batches."""
+    sid = new_sid()
+    await add_stream(redis, sid)
+    a, b, c = new_rid(sid), new_rid(sid), new_rid(sid)
+    await emit_status(redis, sid, a, "paid")  # confirmed seen before created
+    await emit_status(redis, sid, a, "reserved")
+    await emit_status(redis, sid, a, "expired")  # a late expiry never un-pays
+    await emit_status(redis, sid, b, "cancelled")
+    await emit_status(redis, sid, b, "paid")
+    await emit_status(redis, sid, c, "reserved")
+    await emit_status(redis, sid, c, "reserved")
+    drainer = Drainer(redis, engine, settings_for([sid], batch_size=batch_size))
+    await drain_all(drainer, [sid])
+    idx = OrderRow.__table__.c.keys().index("status")
+    got = {rid: row[idx] for rid, row in (await sql_orders(engine, sid)).items()}
+    assert got == {a: "paid", b: "cancelled", c: "reserved"}
+
+
+async def test_replaying_the_whole_stream_changes_nothing(
+    redis: Redis, engine: AsyncEngine
+) -> None:
+    sid = new_sid()
+    await add_stream(redis, sid)
+    statuses = ["paid", "cancelled", "expired", "reserved"]
+    for i in range(400):
+        rid = new_rid(sid)
+        await emit_status(redis, sid, rid, "reserved", created_at=1_000_000 + i)
+        if statuses[i % 4] != "reserved":
+            await emit_status(redis, sid, rid, statuses[i % 4], created_at=1_000_000 + i)
+    settings = settings_for([sid], batch_size=64)
+    await drain_all(Drainer(redis, engine, settings), [sid])
+    before = await sql_orders(engine, sid)
+    assert len(before) == 400
+
+    # 1: the group re-delivers every entry (as if every XACK had been lost).
+    await redis.xgroup_setid(inv_keys.events(sid), settings.group, "0")
+    again = Drainer(redis, engine, settings)
+    await drain_all(again, [sid])
+    assert again.stats.entries >= 400 + 300 + 2
+    assert await sql_orders(engine, sid) == before
+
+    # 2: every event appended a second time, in reverse order.
+    entries = await redis.xrange(inv_keys.events(sid))
+    for _, fields in reversed(entries):
+        await redis.xadd(inv_keys.events(sid), fields)
+    await drain_all(again, [sid])
+    assert await sql_orders(engine, sid) == before
+
+
+async def test_several_drainers_with_concurrent_producers(
+    redis: Redis, engine: AsyncEngine
+) -> None:
+    sids = [new_sid() for _ in range(3)]
+    for sid in sids:
+        await add_stream(redis, sid)
+    expected: dict[str, dict[str, str]] = {sid: {} for sid in sids}
+
+    async def produce(sid: str, n: int) -> None:
+        for i in range(n):
+            rid = new_rid(sid)
+            await emit_status(redis, sid, rid, "reserved")
+            final = ("paid", "cancelled", "reserved")[i % 3]
+            if final != "reserved":
+                await emit_status(redis, sid, rid, final)
+            expected[sid][rid] = final
+
+    settings = settings_for(sids, batch_size=40)
+    drainers = [Drainer(redis, engine, settings) for _ in range(4)]
+    stop = asyncio.Event()
+    runs = [asyncio.create_task(d.run(stop)) for d in drainers]
+    await asyncio.gather(*(produce(sid, 300) for sid in sids for _ in range(2)))
+    deadline = time.monotonic() + 60
+    while await waiting(redis, settings.group, sids):
+        assert time.monotonic() < deadline, "drainers did not catch up"
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.gather(*runs)
+    assert sum(1 for d in drainers if d.stats.entries) >= 2, "work was not shared"
+    idx = OrderRow.__table__.c.keys().index("status")
+    for sid in sids:
+        got = {rid: row[idx] for rid, row in (await sql_orders(engine, sid)).items()}
+        assert got == expected[sid]
+
+
+async def test_pending_entries_of_a_dead_consumer_are_claimed(
+    redis: Redis, engine: AsyncEngine
+) -> None:
+    sid = new_sid()
+    await add_stream(redis, sid)
+    rids = [new_rid(sid) for _ in range(50)]
+    for rid in rids:
+        await emit_status(redis, sid, rid, "paid")
+    settings = settings_for([sid], claim_idle_ms=200)
+    key = inv_keys.events(sid)
+    await redis.xgroup_create(key, settings.group, id="0")
+    # A consumer that read everything and died before writing or acknowledging.
+    taken = await redis.xreadgroup(settings.group, "dead-consumer", {key: ">"}, count=1000)
+    assert len(taken[0][1]) == 52
+    assert (await redis.xpending(key, settings.group))["pending"] == 52
+
+    drainer = Drainer(redis, engine, settings)
+    assert await drainer.step() == 0  # nothing new, nothing idle long enough yet
+    await asyncio.sleep(0.25)
+    drainer._next_claim = 0.0  # the claim pass is periodic; run it now
+    await drain_all(drainer, [sid])
+    assert drainer.stats.claimed == 52
+    assert (await redis.xpending(key, settings.group))["pending"] == 0
+    assert set(await sql_orders(engine, sid)) == set(rids)
+
+
+async def test_malformed_event_is_dead_lettered_and_does_not_block(
+    redis: Redis, engine: AsyncEngine
+) -> None:
+    sid = new_sid()
+    await add_stream(redis, sid)
+    good = new_rid(sid)
+    await redis.xadd(inv_keys.events(sid), {"type": "reservation.confirmed", "data": "{oops"})
+    await emit(redis, sid, "reservation.confirmed", {"id": "r_x", "stream_id": sid})
+    await emit_status(redis, sid, good, "paid")
+    before = await redis.xlen(DEAD_LETTER)
+    drainer = Drainer(redis, engine, settings_for([sid]))
+    await drain_all(drainer, [sid])
+    assert set(await sql_orders(engine, sid)) == {good}
+    assert drainer.stats.dead_lettered == 2
+    assert await redis.xlen(DEAD_LETTER) >= before + 2
