@@ -255,16 +255,16 @@ def main() -> None:
             "10",
             *keys.script_keys(sid),
             f"inv:{{{sid}}}:rate:x",
+            "600000",
+            "0",
+            "1000",
+            sid,
             "v__rand_int__",
             "B",
             "1",
             "k",
             "r___rand_int__",
-            "600000",
             "",
-            "0",
-            "1000",
-            sid,
             str(int(time.time() * 1000)),  # the caller's clock, as inventory.scripts.run adds
         )
         print(

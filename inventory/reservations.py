@@ -11,8 +11,8 @@ import orjson
 from redis.asyncio import Redis
 
 from inventory import keys
-from inventory.batching import ScriptBatcher
-from inventory.scripts import now_ms, register, run, text
+from inventory.batching import Batcher
+from inventory.scripts import register, run, text
 
 MAX_QTY = 1000
 MAX_KEY_LEN = 100
@@ -22,6 +22,10 @@ EXPIRE_BATCH = 200
 # (and its hash-tagged keys) without a global index: r_<stream hex><random hex>.
 _STREAM_ID = re.compile(r"^s_([0-9a-f]{16})$")
 _RESERVATION_ID = re.compile(r"^r_([0-9a-f]{16})([0-9a-f]{16})$")
+
+
+# One buy request as reserve.lua takes it: viewer, sku, qty, key, new id, sale id or "".
+Item = tuple[str, str, int, str, str, str]
 
 
 class ReservationError(Exception):
@@ -82,9 +86,10 @@ class Reservations:
         window_ms: int = 1000,
         batch: bool = False,
     ) -> None:
-        """`batch`: send the reserve calls of concurrent requests as one pipeline."""
+        """`batch`: reserve calls for one stream made in the same event-loop turn run as
+        one script call (see inventory/batching.py)."""
         self.redis = redis
-        self._batcher = ScriptBatcher(redis) if batch else None
+        self._batcher = Batcher(self._reserve_batch) if batch else None
         self.ttl_ms = int(ttl_s * 1000)
         self.buys_per_window = buys_per_window
         self.window_ms = window_ms
@@ -106,23 +111,11 @@ class Reservations:
             raise ReservationError("invalid_qty")
         if not key or len(key) > MAX_KEY_LEN:
             raise ReservationError("invalid_key")
-        call = run if self._batcher is None else self._batcher_run
-        outcome, raw, ended, first = await call(
-            self._reserve,
-            keys=[*keys.script_keys(sid), keys.buy_rate(sid, viewer_id)],
-            args=[
-                viewer_id,
-                sku,
-                qty,
-                key,
-                new_reservation_id(sid),
-                self.ttl_ms,
-                sale_id or "",
-                self.buys_per_window,
-                self.window_ms,
-                sid,
-            ],
-        )
+        item = (viewer_id, sku, qty, key, new_reservation_id(sid), sale_id or "")
+        if self._batcher is None:
+            outcome, raw, ended, first = (await self._reserve_batch(sid, [item]))[0]
+        else:
+            outcome, raw, ended, first = await self._batcher(sid, item)
         outcome, reservation, ended_sale = text(outcome), _json(raw), _json(ended)
         if outcome == "created":
             assert reservation is not None
@@ -138,9 +131,15 @@ class Reservations:
             return Outcome(reservation, ended_sale=ended_sale)
         raise ReservationError(outcome, reservation, ended_sale=ended_sale)
 
-    async def _batcher_run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        assert self._batcher is not None
-        return await self._batcher(script, keys, [*args, now_ms()])
+    async def _reserve_batch(self, sid: str, items: list[Item]) -> list[list[Any]]:
+        """Run reserve.lua once over `items` (all of stream `sid`); 4 values per item."""
+        flat = await run(
+            self._reserve,
+            keys=[*keys.script_keys(sid), *(keys.buy_rate(sid, item[0]) for item in items)],
+            args=[self.ttl_ms, self.buys_per_window, self.window_ms, sid,
+                  *(arg for item in items for arg in item)],
+        )
+        return [flat[i : i + 4] for i in range(0, len(flat), 4)]
 
     async def _change(self, script: Any, rid: str, args: list[Any]) -> tuple[str, Any]:
         sid = stream_of(rid)

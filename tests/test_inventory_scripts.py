@@ -238,6 +238,65 @@ async def test_many_tasks_never_oversell(redis: Redis, pooled: Redis, batch: boo
     assert await stock_of(redis, sid, "A") in (0, 1)
 
 
+async def evalsha_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_a_burst_for_one_stream_is_one_script_run_with_per_request_answers(
+    private_redis: Redis,
+) -> None:
+    client = private_redis
+    res = Reservations(client, 60, 0, batch=True)
+    sid, other = new_sid(), new_sid()
+    await add(client, sid, "A", 3, limit=2)
+    await add(client, other, "A", 1)
+    await res.reserve(sid, "warm", "A", 1, "w")  # loads the script
+    before = await evalsha_calls(client)
+    results = await asyncio.gather(
+        res.reserve(sid, "v1", "A", 1, "same"),
+        res.reserve(sid, "v1", "A", 1, "same"),  # a retry inside the same batch
+        res.reserve(sid, "v1", "A", 1, "second"),
+        res.reserve(sid, "v1", "A", 1, "third"),  # over the per-viewer limit of 2
+        res.reserve(sid, "v2", "A", 1, "k"),  # the last unit is gone by now
+        res.reserve(sid, "v3", "B", 1, "k"),
+        res.reserve(other, "v1", "A", 1, "same"),  # another stream, its own run
+        return_exceptions=True,
+    )
+    assert await evalsha_calls(client) - before == 2
+    first, retry, second = results[:3]
+    assert not isinstance(first, BaseException) and first.created
+    assert not isinstance(retry, BaseException) and not retry.created
+    assert retry.reservation["id"] == first.reservation["id"]
+    assert not isinstance(second, BaseException) and second.created
+    codes = [getattr(r, "code", None) for r in results[3:6]]
+    assert codes == ["limit_exceeded", "sold_out", "unknown_sku"]
+    assert not isinstance(results[6], BaseException) and results[6].created
+    assert await stock_of(client, sid, "A") == 0 and await stock_of(client, other, "A") == 0
+
+
+async def test_a_burst_larger_than_a_batch_still_never_oversells(
+    private_redis: Redis,
+) -> None:
+    client = private_redis
+    res = Reservations(client, 60, 0, batch=True)
+    sid = new_sid()
+    await add(client, sid, "A", 100)
+    before = await evalsha_calls(client)
+    results = await asyncio.gather(
+        *(res.reserve(sid, f"v{i}", "A", 1, "k") for i in range(300)),
+        return_exceptions=True,
+    )
+    runs = await evalsha_calls(client) - before
+    assert 300 / res._batcher.max_items <= runs < 300  # type: ignore[union-attr]
+    created = [r for r in results if not isinstance(r, BaseException) and r.created]
+    assert len(created) == 100
+    assert {r.code for r in results if isinstance(r, ReservationError)} == {"sold_out"}
+    assert await stock_of(client, sid, "A") == 0
+    types = [t for t, _ in await events_of(client, sid)]
+    assert types.count("reservation.created") == 100
+
+
 async def test_sale_window_price_cap_and_sold_out_end(redis: Redis, res: Reservations) -> None:
     sid = new_sid()
     await add(redis, sid, "A", 10, limit=5)
