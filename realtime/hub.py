@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from realtime import keys
-from realtime.backend import Backend, HubError
+from realtime.backend import Backend, HubError, Viewer
 from realtime.messages import PING_FRAME, Message, now_ms, personal
-from realtime.publish import lua
+from realtime.publish import LUA_DIR, lua
 from realtime.room import Room
 from realtime.settings import HubSettings
 
@@ -30,6 +30,11 @@ log = logging.getLogger("live.realtime")
 SUBSCRIBE_TIMEOUT_S = 5.0
 MAX_INFLIGHT = 4  # requests of one connection waiting on Redis or the buy handler
 MAX_RESUME_SEQ = 2**53
+LEASE_BATCH = 500  # sockets renewed per script call
+
+
+def _script(redis: Redis, name: str) -> AsyncScript:
+    return redis.register_script((LUA_DIR / name).read_text())
 
 
 class Hub:
@@ -48,7 +53,10 @@ class Hub:
         self._comment: AsyncScript = redis.register_script(lua("comment.lua"))
         self._likes: AsyncScript = redis.register_script(lua("likes.lua"))
         self._viewers: AsyncScript = redis.register_script(lua("viewers.lua"))
+        self._conn_admit = _script(redis, "conn_admit.lua")
+        self._conn_renew = _script(redis, "conn_renew.lua")
         self._likes_retry: set[str] = set()
+        self._next_conn = 0
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -58,12 +66,26 @@ class Hub:
             asyncio.create_task(self._heartbeat_loop(), name="hub-heartbeat"),
             asyncio.create_task(self._likes_loop(), name="hub-likes"),
             asyncio.create_task(self._viewers_loop(), name="hub-viewers"),
+            asyncio.create_task(self._leases_loop(), name="hub-leases"),
         ]
 
     async def stop(self) -> None:
+        leases: list[tuple[str, str]] = []
         for room in list(self.rooms.values()):
             for conn in list(room.members):
+                if conn.lease is not None:
+                    leases.append(conn.lease)
+                    conn.lease = None
                 conn.close(1001, "server shutting down")
+        if leases:
+            # Now rather than from connection_lost: the tasks it spawns die with the hub.
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key, member in leases:
+                        pipe.zrem(key, member)
+                    await pipe.execute()
+            except Exception:
+                log.warning("could not release %d connection leases; they lapse", len(leases))
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -189,17 +211,59 @@ class Hub:
                 return
             if conn.closing or conn.transport.is_closing():
                 return
+            ended = state.get("status") == "ended" or room.ended
+            if not ended and not await self._take_lease(conn, viewer):
+                return
             conn.viewer = viewer
             conn.opened(response)
             conn.after = seq
             conn.room = room
             conn.send(personal("hello", state, conn.binary, seq))
-            if state.get("status") == "ended" or room.ended:
+            if ended or room.ended:
                 conn.close(1000, "stream ended")
                 return
             room.add(conn)
+        except BaseException:
+            self._release_lease(conn)
+            raise
         finally:
             room.joining -= 1
+
+    async def _take_lease(self, conn: HubProtocol, viewer: Viewer | None) -> bool:
+        """A place among the viewer's sockets to this stream, or a 429 and False.
+
+        Only viewer tokens are counted: anonymous sockets carry no identity (and cannot
+        like, comment or buy), and a host may watch its own stream from many screens."""
+        cap = self.settings.max_connections_per_viewer
+        if viewer is None or viewer.role != "viewer" or cap <= 0:
+            return True
+        key = keys.viewer_connections(conn.sid, viewer.id)
+        self._next_conn += 1
+        member = f"{self.process_id}:{self._next_conn}"
+        lease_ms = int(self.settings.connection_lease_s * 1000)
+        if not int(await self._conn_admit(keys=[key], args=[member, lease_ms, cap])):
+            conn.reject(
+                429,
+                f"too many connections: a viewer may hold {cap} sockets to one stream\n",
+            )
+            return False
+        conn.lease = (key, member)
+        if conn.closing or conn.transport.is_closing():
+            # The client left while we asked Redis; connection_lost has been and gone.
+            self._release_lease(conn)
+            return False
+        return True
+
+    def _release_lease(self, conn: HubProtocol) -> None:
+        lease, conn.lease = conn.lease, None
+        if lease is not None:
+            self.spawn(self._zrem(*lease))
+
+    async def _zrem(self, key: str, member: str) -> None:
+        try:
+            await self.redis.zrem(key, member)
+        except Exception:
+            log.warning("could not release a connection lease of %s; it lapses", key)
 
     async def _state(self, sid: str) -> tuple[int, dict[str, Any] | None]:
         # seq first: a message between the two reads is delivered again, never missed.
@@ -213,6 +277,7 @@ class Hub:
     def disconnected(self, conn: HubProtocol) -> None:
         if conn.room is not None:
             conn.room.remove(conn)
+        self._release_lease(conn)
 
     async def catch_up(self, conn: HubProtocol) -> None:
         """Bring one viewer from `conn.after` to the room's present, from the history."""
@@ -308,21 +373,27 @@ class Hub:
         self.spawn(run())
 
     def _like(self, conn: HubProtocol) -> None:
-        self._viewer(conn)
+        viewer = self._viewer(conn)
+        room = conn.room
+        if room is None:
+            return
+        # Counted per viewer, not per socket: more sockets do not mean more likes.
         second = int(asyncio.get_running_loop().time())
-        if conn.like_window != second:
-            conn.like_window, conn.like_count = second, 0
-        conn.like_count += 1
-        if conn.like_count > self.settings.likes_per_second:
+        if room.like_second != second:
+            room.like_second = second
+            room.like_counts.clear()
+        n = room.like_counts.get(viewer.id, 0) + 1
+        room.like_counts[viewer.id] = n
+        if n > self.settings.likes_per_second:
             raise HubError("rate_limited", "too many likes; slow down")
-        if conn.room is not None:
-            conn.room.likes += 1
+        room.likes += 1
 
     async def _post_comment(self, conn: HubProtocol, text: str) -> None:
         viewer = self._viewer(conn)
         sid = conn.sid
+        comment_id = f"c_{secrets.token_hex(8)}"
         data = {
-            "id": f"c_{secrets.token_hex(8)}",
+            "id": comment_id,
             "user": {"id": viewer.id, "name": viewer.name},
             "text": text,
         }
@@ -336,10 +407,13 @@ class Hub:
                     keys.banned_words(sid),
                     keys.comment_rate(sid, viewer.id),
                     keys.stats(sid),
+                    keys.comment_ids(sid),
+                    keys.deleted_comments(sid),
                 ],
                 args=[
                     keys.channel(sid), now_ms(), s.history_size, viewer.id, text.casefold(),
                     orjson.dumps(data), s.comments_per_window, int(s.comment_window_s * 1000),
+                    comment_id,
                 ],
             )
         )
@@ -423,6 +497,23 @@ class Hub:
                     await self._drop_room_if_empty(sid)
                 except Exception:
                     log.exception("viewer count of %s failed", sid)
+
+    async def _leases_loop(self) -> None:
+        """Renew the leases of this process's open sockets well before they lapse."""
+        while True:
+            await asyncio.sleep(self.settings.connection_lease_s / 3)
+            lease_ms = int(self.settings.connection_lease_s * 1000)
+            for sid, room in list(self.rooms.items()):
+                held = [c.lease for c in room.members if c.lease is not None]
+                for i in range(0, len(held), LEASE_BATCH):
+                    batch = held[i:i + LEASE_BATCH]
+                    try:
+                        await self._conn_renew(
+                            keys=[key for key, _ in batch],
+                            args=[lease_ms, *(member for _, member in batch)],
+                        )
+                    except Exception:
+                        log.exception("renewing connection leases of %s failed", sid)
 
     async def _report_viewers(self, sid: str, count: int) -> int:
         s = self.settings

@@ -67,3 +67,18 @@ def viewer_counts(sid: str) -> str:
 def viewers_gate(sid: str) -> str:
     """Exists while a `viewers` message interval runs."""
     return f"rt:{{{sid}}}:vcgate"
+
+
+def viewer_connections(sid: str, viewer_id: str) -> str:
+    """Sorted set: a viewer's open sockets to the stream, connection id -> lease end (ms)."""
+    return f"rt:{{{sid}}}:conns:{viewer_id}"
+
+
+def comment_ids(sid: str) -> str:
+    """Sorted set: ids of the newest comments (as many as the history keeps) -> seq."""
+    return f"rt:{{{sid}}}:cids"
+
+
+def deleted_comments(sid: str) -> str:
+    """Hash: comment id -> seq of its `comment.deleted`; trimmed with `comment_ids`."""
+    return f"rt:{{{sid}}}:cdel"

@@ -3,12 +3,14 @@ comment script reads the same keys, so every process applies them at once."""
 
 from __future__ import annotations
 
+import orjson
 from redis.asyncio import Redis
 
 from realtime import keys
-from realtime.publish import Publisher
+from realtime.publish import Publisher, lua, now_ms
 
 MAX_BANNED_WORDS = 200
+DELETE_COMMENT_LUA = lua("delete_comment.lua")
 
 
 async def mute(redis: Redis, sid: str, viewer_id: str) -> None:
@@ -38,6 +40,25 @@ async def banned_words(redis: Redis, sid: str) -> list[str]:
     return sorted(await redis.smembers(keys.banned_words(sid)))
 
 
-async def delete_comment(publisher: Publisher, sid: str, comment_id: str) -> int:
-    """Tell every viewer to hide the comment; returns the message's seq."""
-    return await publisher.publish(sid, "comment.deleted", {"id": comment_id})
+async def delete_comment(publisher: Publisher, sid: str, comment_id: str) -> int | None:
+    """Tell every viewer to hide the comment; returns the `comment.deleted` seq.
+
+    None when the stream has no record of that comment (never posted here, or older than
+    the newest `history_size` comments). Deleting again returns the first seq and
+    broadcasts nothing."""
+    script = publisher.redis.register_script(DELETE_COMMENT_LUA)
+    seq = int(
+        await script(
+            keys=[
+                keys.seq(sid),
+                keys.history(sid),
+                keys.comment_ids(sid),
+                keys.deleted_comments(sid),
+            ],
+            args=[
+                keys.channel(sid), now_ms(), publisher.history_size, comment_id,
+                orjson.dumps({"id": comment_id}),
+            ],
+        )
+    )
+    return None if seq < 0 else seq

@@ -40,6 +40,9 @@ class Room:
         self.delivering = False
         self.pause_later: list[HubProtocol] = []
         self.likes = 0  # taps not yet sent to Redis
+        # Likes per viewer id in the current second (all of its sockets here).
+        self.like_second = 0
+        self.like_counts: dict[str, int] = {}
         self.ended = False
 
     # --- membership ------------------------------------------------------------------

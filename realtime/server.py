@@ -53,8 +53,7 @@ class HubProtocol(asyncio.Protocol):
         "filling",
         "hub",
         "inflight",
-        "like_count",
-        "like_window",
+        "lease",
         "next_ping",
         "paused",
         "paused_at",
@@ -92,8 +91,8 @@ class HubProtocol(asyncio.Protocol):
         self.slot: dict[str, Message] | None = None
         self.closing = False
         self.inflight = 0
-        self.like_window = 0
-        self.like_count = 0
+        # (key, member) of this socket's place among its viewer's sockets, while held.
+        self.lease: tuple[str, str] | None = None
         self.next_ping = 0.0
         self.pong_due = 0.0
 

@@ -4,17 +4,19 @@ comments, their limits, host moderation, aggregated likes and the viewer count."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import msgpack
 import orjson
 import pytest
 import websockets
 from conftest import HostedStream, ServiceProcess, new_stream, new_viewer, service_env, service_pair
-from test_realtime_hub import collect_until, connect, host_says, recv, recv_type
+from test_realtime_hub import collect_until, connect, decode, host_says, recv, recv_type
 
 MAX_CHARS = 40
 PER_WINDOW = 3
@@ -353,3 +355,101 @@ async def test_like_flood_is_rate_limited_and_neighbour_still_counts(chat_pair, 
     with pytest.raises(TimeoutError):
         await recv_type(calm, "error", 0.2)
     await close_all(flood, calm, observer)
+
+
+async def test_likes_are_limited_per_viewer_not_per_socket(chat_pair, api, live) -> None:
+    a, b = chat_pair
+    _, token = await new_viewer(api, "Many")
+    sockets = [await join(a, live.id, token) for _ in range(4)]
+    observer = await join(b, live.id)
+    # 20 taps on each socket: each socket alone is within 20 per second, the viewer not.
+    started = time.monotonic()
+    await asyncio.gather(*(tap(ws) for ws in sockets for _ in range(20)))
+    sent_in = time.monotonic() - started
+    refused = 0
+    for ws in sockets:
+        with contextlib.suppress(TimeoutError):
+            while True:
+                if await error_code(ws, 1.0) == "rate_limited":
+                    refused += 1
+    total = 0
+    with contextlib.suppress(TimeoutError):
+        while True:
+            total = (await recv_type(observer, "likes", 1.5))["data"]["total"]
+    assert total + refused == 80, (total, refused)
+    assert refused > 0 and total < 80, total
+    if sent_in < 0.5:
+        # Sent within one second or straddling two: 20 taps per second at most.
+        assert 20 <= total <= 40, total
+    await close_all(*sockets, observer)
+
+
+async def test_msgpack_viewer_comments_and_likes_reach_both_subprotocols(
+    chat_pair, api, live
+) -> None:
+    a, b = chat_pair
+    vid, token = await new_viewer(api, "Packer")
+    sender = await connect(a, live.id, token, proto="live.msgpack")
+    assert sender.subprotocol == "live.msgpack"
+    assert (await recv(sender))["type"] == "hello"
+    watchers = {
+        "json on A": await connect(a, live.id, proto="live.json"),
+        "msgpack on B": await connect(b, live.id, proto="live.msgpack"),
+        "json on B": await connect(b, live.id, proto="live.json"),
+    }
+    for ws in watchers.values():
+        assert (await recv(ws))["type"] == "hello"
+    await sender.send(msgpack.packb({"type": "comment", "text": "packed words"}))
+    await sender.send(msgpack.packb({"type": "like"}))
+    for name, ws in {"sender": sender, **watchers}.items():
+        binary = ws.subprotocol == "live.msgpack"
+        seen: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 5
+        while len(seen) < 2:
+            raw = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
+            # Each subprotocol keeps its own frame kind for broadcast messages too.
+            assert isinstance(raw, bytes) is binary, (name, raw)
+            msg = decode(raw)
+            if msg["type"] in ("comment", "likes"):
+                seen[msg["type"]] = msg
+        comment, likes = seen["comment"], seen["likes"]
+        assert comment["data"]["text"] == "packed words", name
+        assert comment["data"]["user"] == {"id": vid, "name": "Packer"}, name
+        assert isinstance(comment["seq"], int)
+        assert likes["data"] == {"count": 1, "total": 1}, name
+    await close_all(sender, *watchers.values())
+
+
+async def test_deleting_an_unknown_comment_is_404_and_twice_is_idempotent(
+    chat_pair, api, live
+) -> None:
+    a, b = chat_pair
+    other = await new_stream(api, "Other show")
+    _, token = await new_viewer(api)
+    viewer = await join(a, live.id, token)
+    watcher = await join(b, live.id)
+    await say(viewer, "delete me")
+    cid = (await recv_comment(viewer, "delete me"))["data"]["id"]
+    # Never posted anywhere, or posted in another stream: 404 in the API's error shape.
+    for sid, comment_id, auth in [
+        (live.id, "c_0000000000000000", live.auth),
+        (other.id, cid, other.auth),
+    ]:
+        r = await api.delete(f"/api/streams/{sid}/comments/{comment_id}", headers=auth)
+        assert r.status_code == 404, r.text
+        assert r.json() == {"error": "unknown_comment", "detail": r.json()["detail"]}
+        assert comment_id in r.json()["detail"]
+    r = await api.delete(f"/api/streams/{live.id}/comments/{cid}", headers=live.auth)
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert first == {"id": cid, "deleted": True, "seq": first["seq"]}
+    # Again (through the other process): the same answer, and nothing broadcast twice.
+    async with httpx.AsyncClient(base_url=b.url, timeout=10) as api_b:
+        r = await api_b.delete(f"/api/streams/{live.id}/comments/{cid}", headers=live.auth)
+    assert r.status_code == 200, r.text
+    assert r.json() == first
+    marker = await host_says(api, live, "marker")
+    got = await collect_until(watcher, marker)
+    deleted = [m for m in got if m["type"] == "comment.deleted"]
+    assert [(m["seq"], m["data"]) for m in deleted] == [(first["seq"], {"id": cid})]
+    await close_all(viewer, watcher)

@@ -41,6 +41,9 @@ async def delete_comment(request: Request) -> JSONResponse:
     await load_stream(request, sid)
     comment_id = _id(request, "comment_id")
     seq = await moderation.delete_comment(services_of(request).publisher, sid, comment_id)
+    if seq is None:
+        raise ApiError(404, "unknown_comment", f"no comment {comment_id!r} in this stream")
+    # Deleting again is idempotent: the same answer, nothing broadcast.
     return JSONResponse({"id": comment_id, "deleted": True, "seq": seq})
 
 
