@@ -21,6 +21,8 @@ from locust.env import Environment
 from loadtest import shared
 
 WS = "WS"
+# Seqs of one viewer held as "missing, may still come"; past this, a gap counts as lost.
+MAX_TRACKED_MISSING = 10_000
 Handler = Callable[[dict[str, Any]], None]
 
 
@@ -44,7 +46,9 @@ class LiveSocket:
         self.closing = False
         self.ended = False  # the stream ended: do not reconnect
         self.last_seq: int | None = None
-        self.lost = 0
+        self.lost = 0  # broadcast seqs never received: untracked_lost + len(missing)
+        self.missing: set[int] = set()
+        self.untracked_lost = 0
         self.received = 0
         self.resuming = False
         self.key = id(self)
@@ -163,13 +167,29 @@ class LiveSocket:
             # the old seq unless the server says it could not recover them.
             keep = self.resuming and data.get("recovered") is not False
             self.resuming = False
+            if data.get("recovered") is False and isinstance(last, int):
+                # The history no longer holds what this viewer missed: lost for good.
+                self.untracked_lost += max(0, last - (self.last_seq or 0))
+                self._report_loss()
             if isinstance(last, int) and not keep:
                 self.last_seq = last
             return
         if not isinstance(seq, int):
             return  # per-viewer messages carry no seq
         if self.last_seq is not None and seq > self.last_seq + 1:
-            self.lost += seq - self.last_seq - 1
-            shared.viewer_loss(self.env, self.key, self.lost)
+            # Missing for now: right after a reconnect, live messages can overtake the
+            # replay that the resume asked for, and the replay then fills the hole.
+            gap = range(self.last_seq + 1, seq)
+            room = max(0, MAX_TRACKED_MISSING - len(self.missing))
+            self.missing.update(gap[:room])
+            self.untracked_lost += max(0, len(gap) - room)
+            self._report_loss()
+        elif seq in self.missing:
+            self.missing.discard(seq)
+            self._report_loss()
         if self.last_seq is None or seq > self.last_seq:
             self.last_seq = seq
+
+    def _report_loss(self) -> None:
+        self.lost = self.untracked_lost + len(self.missing)
+        shared.viewer_loss(self.env, self.key, self.lost)

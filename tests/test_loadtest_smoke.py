@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ServiceProcess, service_env
+from conftest import ServiceProcess, free_port, service_env
 
 from loadtest.schedules import SpikeAndDrain, Steady, Surge
 
@@ -60,52 +60,45 @@ def load_target(
     svc.stop()
 
 
-@pytest.fixture(scope="module")
-def locust_run(load_target: ServiceProcess, tmp_path_factory: pytest.TempPathFactory) -> LocustRun:
-    service = load_target
-    out = tmp_path_factory.mktemp("locust")
+# A busy stream squeezed into seconds: sales every 2 s, chat every ~0.5 s.
+BUSY_STREAM = [
+    "--first-sale-at", "1", "--sale-every", "2", "--sale-duration", "2", "--sale-stock", "4",
+    "--buyer-share", "0.5", "--chat-every", "0.5", "--message-every", "1", "--pin-every", "2",
+]
+
+
+def run_locust(service: ServiceProcess, out: Path, seconds: int, workers: int = 0) -> LocustRun:
+    """Locust headless against `service`; with `workers`, a master and that many workers
+    on loopback, the master handing them the options and the stream."""
+    locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py")]
     cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(ROOT / "loadtest" / "locustfile.py"),
-        "--headless",
-        "-u",
-        str(USERS),
-        "-r",
-        str(USERS),
-        "-t",
-        "8s",
-        "--stop-timeout",
-        "5",
-        "--host",
-        service.url,
-        "--csv",
-        str(out / "run"),
-        "--only-summary",
-        "--run-file",
-        str(out / "run.json"),
-        # A busy stream squeezed into seconds: sales every 2 s, chat every ~0.5 s.
-        "--first-sale-at",
-        "1",
-        "--sale-every",
-        "2",
-        "--sale-duration",
-        "2",
-        "--sale-stock",
-        "4",
-        "--buyer-share",
-        "0.5",
-        "--chat-every",
-        "0.5",
-        "--message-every",
-        "1",
-        "--pin-every",
-        "2",
+        *locust, "--headless", "-u", str(USERS), "-r", str(USERS), "-t", f"{seconds}s",
+        "--stop-timeout", "5", "--host", service.url, "--csv", str(out / "run"),
+        "--only-summary", "--run-file", str(out / "run.json"), *BUSY_STREAM,
     ]
     env = {**service.env, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=90)
+    procs: list[subprocess.Popen[str]] = []
+    if workers:
+        port = str(free_port())
+        cmd += ["--master", "--expect-workers", str(workers),
+                "--master-bind-host", "127.0.0.1", "--master-bind-port", port]
+        worker_cmd = [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", port]
+        for i in range(workers):
+            with (out / f"worker-{i}.log").open("w") as log:
+                procs.append(subprocess.Popen(
+                    worker_cmd, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+                ))
+    try:
+        done = subprocess.run(
+            cmd, cwd=out, env=env, capture_output=True, text=True, timeout=seconds + 90
+        )
+    finally:
+        for proc in procs:  # they quit when the master does; make sure of it
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     stats: dict[str, dict[str, str]] = {}
     stats_csv = out / "run_stats.csv"
     if stats_csv.exists():
@@ -115,8 +108,16 @@ def locust_run(load_target: ServiceProcess, tmp_path_factory: pytest.TempPathFac
     return LocustRun(done.returncode, done.stdout + done.stderr, stats, out / "run.json", env)
 
 
+@pytest.fixture(scope="module")
+def locust_run(load_target: ServiceProcess, tmp_path_factory: pytest.TempPathFactory) -> LocustRun:
+    return run_locust(load_target, tmp_path_factory.mktemp("locust"), seconds=8)
+
+
 def test_viewers_connect_receive_and_buy_without_failures(locust_run: LocustRun) -> None:
-    run = locust_run
+    assert_a_clean_run(locust_run)
+
+
+def assert_a_clean_run(run: LocustRun) -> None:
     assert run.stats, run.output[-3000:]
     viewers = USERS - 1
     assert run.count("WS connect") >= viewers, run.output[-3000:]
@@ -170,6 +171,19 @@ def test_check_fails_when_a_confirmed_buy_has_no_order(
     assert "FAIL  every confirmed buy is one paid order" in done.stdout, done.stdout
 
 
+def test_a_master_with_two_workers_runs_the_same_load_and_merges_the_tally(
+    load_target: ServiceProcess, tmp_path: Path
+) -> None:
+    run = run_locust(load_target, tmp_path, seconds=10, workers=2)
+    assert_a_clean_run(run)
+    # The master's run file adds up what the workers' viewers saw and bought.
+    tally = json.loads(run.run_file.read_text())["tally"]
+    assert tally["viewers"] >= USERS - 1 and tally["lost"] == 0, tally
+    assert tally["reserved"] > 0 and tally["confirmed"], tally
+    done = check(run)
+    assert done.returncode == 0 and "HELD" in done.stdout, done.stdout + done.stderr
+
+
 def test_surge_grows_tenfold_in_thirty_seconds() -> None:
     surge = Surge(viewers=100, ramp=50, surge_at=30, factor=10, surge_ramp=30, hold=60)
     assert surge.at(10) == (100, 50)
@@ -189,3 +203,43 @@ def test_spike_drains_back_to_the_base_and_steady_ends_on_time() -> None:
     assert spike.at(90) is None
     assert Steady(viewers=10, ramp=5, duration=60).at(59) == (10, 5)
     assert Steady(viewers=10, ramp=5, duration=60).at(60) is None
+
+
+LOSS_SCRIPT = """
+import json, sys
+from locust.env import Environment
+from loadtest.wsclient import LiveSocket
+
+def feed(*messages):
+    sock = LiveSocket(Environment(), "ws://unused", lambda msg: None)
+    for msg in messages:
+        if msg["type"] == "hello" and sock.last_seq is not None:
+            sock.resuming = True  # what connect() sets on a reconnect
+        sock._track_seq(msg["type"], msg)
+    return sock.lost
+
+def hello(seq, recovered=None):
+    data = {"seq": seq} if recovered is None else {"seq": seq, "recovered": recovered}
+    return {"type": "hello", "seq": seq, "data": data}
+
+def m(seq):
+    return {"type": "host.message", "seq": seq, "data": {}}
+
+print(json.dumps({
+    # After a reconnect, live 9 overtakes the replay of 7 and 8: nothing is lost.
+    "overtaken": feed(hello(5), m(6), hello(8), m(9), m(7), m(8)),
+    # 7 never comes, 8 does.
+    "one_missing": feed(hello(5), m(6), m(8)),
+    # The history lost 7..10: a fresh hello says so.
+    "not_recovered": feed(hello(5), m(6), hello(10, recovered=False), m(11)),
+}))
+"""
+
+
+def test_losses_count_only_what_never_arrives() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LOSS_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"overtaken": 0, "one_missing": 1, "not_recovered": 4}
