@@ -38,9 +38,27 @@ async def _prepare_schema(url: str) -> None:
         await engine.dispose()
 
 
+def _check_worker_settings() -> str | None:
+    """Workers read the hub and drain settings when they start; a bad value is reported
+    here, before anything starts, rather than as a worker's traceback."""
+    from orders.drain import DrainSettings
+    from realtime.settings import HubSettings
+
+    try:
+        HubSettings.from_env()
+        DrainSettings.from_env()
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    error = _check_worker_settings()
+    if error is not None:
+        print(f"live serve: configuration error: {error}", file=sys.stderr)
+        return 2
     embedded: EmbeddedRedis | None = None
     try:
         if settings.redis_url is None:

@@ -209,7 +209,9 @@ async def test_kill_service_and_drainer_during_confirm_burst(
             v = await a.post("/api/viewers", json={"name": f"v{n}"})
             tokens.append(v.json()["token"])
 
-    drainer = DrainProcess(drain_env(redis_url, database_url, group), tmp_path)
+    # Only this stream: a fresh group on a shared Redis would otherwise start by draining
+    # every stream that other tests and sessions left there.
+    drainer = DrainProcess(drain_env(redis_url, database_url, group, LIVE_DRAIN_ONLY=sid), tmp_path)
     drainer.start()
     results: list[tuple[str | None, bool]] = []
 
