@@ -116,8 +116,21 @@ class Sweeper:
         return len(skus)
 
     async def full_scan(self) -> None:
+        """Register every stream with open reservations for sweeping. One round trip per
+        page of the registry; retired streams have left it, and one retired mid-scan
+        just has no open reservation (its expiry set is gone), so it is skipped."""
         self._last_full_scan = time.monotonic()
-        async for sid in self.redis.sscan_iter(keys.STREAMS, count=500):
-            first = await self.redis.zrange(keys.expiry(text(sid)), 0, 0, withscores=True)
-            if first:
-                await self.redis.zadd(keys.SWEEP_RESERVATIONS, {text(sid): first[0][1]}, lt=True)
+        cursor: int | str = 0
+        while True:
+            cursor, page = await self.redis.sscan(keys.STREAMS, cursor, count=500)
+            sids = [text(sid) for sid in page]
+            if sids:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for sid in sids:
+                        pipe.zrange(keys.expiry(sid), 0, 0, withscores=True)
+                    firsts = await pipe.execute()
+                due = {sid: first[0][1] for sid, first in zip(sids, firsts, strict=True) if first}
+                if due:
+                    await self.redis.zadd(keys.SWEEP_RESERVATIONS, due, lt=True)
+            if int(cursor) == 0:
+                return

@@ -1,4 +1,8 @@
-"""Stream records in Redis, so that any worker process can serve any request."""
+"""Stream records in Redis, so that any worker process can serve any request.
+
+An ended stream is also listed in ENDED_STREAMS; once it is drained and its retention
+has passed, the order drainer deletes its Redis state (orders/retention.py) and only SQL
+keeps it (`Stream.archived`, served read-only by the API)."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from inventory import events
@@ -14,6 +19,22 @@ from realtime.publish import now_ms
 
 LIVE = "live"
 ENDED = "ended"
+
+# Sorted set: id of each ended stream whose Redis state still exists -> ended_at (ms),
+# later when retirement had to wait. The retention pass reads the due ones from here
+# rather than walking every stream.
+ENDED_STREAMS = "live:streams:ended"
+
+# Ends the stream once, atomically with its event. KEYS[1] meta, KEYS[2] events;
+# ARGV[1] ended_at, ARGV[2] data of `stream.ended`. A stream whose meta is gone (retired
+# meanwhile) is left alone rather than given a partial record.
+END_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[1], 'ended_at', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'ended')
+redis.call('XADD', KEYS[2], '*', 'type', 'stream.ended', 'data', ARGV[2])
+return 1
+"""
 
 
 def meta_key(sid: str) -> str:
@@ -33,6 +54,8 @@ class Stream:
     pinned_sku: str | None
     created_at: int
     ended_at: int | None
+    # True when only SQL knows the stream any more (its Redis state was retired).
+    archived: bool = False
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Stream:
@@ -47,7 +70,7 @@ class Stream:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "host_name": self.host_name,
@@ -56,11 +79,15 @@ class Stream:
             "created_at": self.created_at,
             "ended_at": self.ended_at,
         }
+        if self.archived:
+            out["archived"] = True
+        return out
 
 
 class StreamStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._end = redis.register_script(END_LUA)
 
     async def create(self, title: str, host_name: str) -> Stream:
         stream = Stream(
@@ -82,7 +109,8 @@ class StreamStore:
 
     async def get(self, sid: str) -> Stream | None:
         h = await self.redis.hgetall(meta_key(sid))
-        return Stream.from_hash(h) if h else None
+        # A record without its id is a leftover of a write that raced the retirement.
+        return Stream.from_hash(h) if h and "id" in h else None
 
     async def pin(self, sid: str, sku: str) -> None:
         await self.redis.hset(meta_key(sid), "pinned_sku", sku)
@@ -90,12 +118,14 @@ class StreamStore:
     async def end(self, sid: str) -> Stream | None:
         """Mark the stream ended; None if it was ended already (ending is done once)."""
         ended_at = now_ms()
-        # HSETNX on ended_at makes the transition happen once even when two hosts'
-        # requests race.
-        if not await self.redis.hsetnx(meta_key(sid), "ended_at", ended_at):
-            return None
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(meta_key(sid), "status", ENDED)
-            events.append(pipe, sid, "stream.ended", {"id": sid, "ended_at": ended_at})
-            await pipe.execute()
-        return await self.get(sid)
+        # HSETNX on ended_at (in the script) makes the transition happen once even when
+        # two hosts' requests race.
+        data = orjson.dumps({"id": sid, "ended_at": ended_at})
+        ended = await self._end(keys=[meta_key(sid), inv_keys.events(sid)], args=[ended_at, data])
+        stream = await self.get(sid)
+        if stream is not None and stream.ended_at is not None:
+            # Registered for retirement after the end itself (another slot in a Cluster):
+            # ending again, or the registry walk of orders/retention.py, repairs a
+            # registration a crash right here left out; NX keeps the first time.
+            await self.redis.zadd(ENDED_STREAMS, {sid: stream.ended_at}, nx=True)
+        return stream if ended else None

@@ -9,6 +9,10 @@ any live drainer claims them (XAUTOCLAIM) once they have been idle for
 
 Backpressure: while SQL fails, the drainer keeps retrying the batch in hand (with
 backoff) and reads nothing new, so events wait in Redis, where `lag()` reports them.
+
+Retention (orders/retention.py): after acknowledging, the drainer trims what every group
+has acknowledged and is older than the events window, and every interval it deletes the
+Redis state of ended, fully drained streams past their retention.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory import keys as inv_keys
 from orders.events import Batch
+from orders.retention import Retention
 from orders.store import apply_batch
 
 log = logging.getLogger("orders.drain")
@@ -60,6 +65,9 @@ class DrainSettings:
     max_lag: int = 1_000_000  # above this many waiting events /healthz says "behind"
     group: str = GROUP  # another group name gives an independent copy of the order store
     only: frozenset[str] = frozenset()  # drain only these stream ids (sharding); empty: all
+    events_retention_s: int = 24 * 3600  # acknowledged events are kept this long
+    stream_retention_s: int = 7 * 24 * 3600  # an ended, drained stream's Redis state too
+    retention_interval_ms: int = 5_000  # trim a stream / look for streams to retire
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> DrainSettings:
@@ -75,6 +83,9 @@ class DrainSettings:
             only=frozenset(
                 s.strip() for s in (env.get("LIVE_DRAIN_ONLY") or "").split(",") if s.strip()
             ),
+            events_retention_s=_env_int(env, "LIVE_EVENTS_RETENTION_S", 24 * 3600, 0),
+            stream_retention_s=_env_int(env, "LIVE_STREAM_RETENTION_S", 7 * 24 * 3600, 0),
+            retention_interval_ms=_env_int(env, "LIVE_RETENTION_INTERVAL_MS", 5_000, 10),
         )
 
 
@@ -114,6 +125,14 @@ class Drainer:
         self._next_refresh = 0.0
         self._next_claim = 0.0
         self._claim_cursor: dict[str, str] = {}
+        self.retention = Retention(
+            redis,
+            events_retention_ms=self.settings.events_retention_s * 1000,
+            stream_retention_ms=self.settings.stream_retention_s * 1000,
+            interval_ms=self.settings.retention_interval_ms,
+            only=self.settings.only,
+        )
+        self._next_retire = 0.0
 
     # --- the loop ------------------------------------------------------------------
 
@@ -177,6 +196,10 @@ class Drainer:
         """The next batch: entries claimed from dead drainers when that pass is due,
         else new entries (waiting up to `block_ms` for them)."""
         now = time.monotonic()
+        if now >= self._next_retire:
+            self._next_retire = now + self.settings.retention_interval_ms / 1000
+            if await self._retire_due():
+                self._next_refresh = 0.0  # stop reading the retired streams at once
         if now >= self._next_refresh:
             await self.refresh_streams()
             self._next_refresh = now + self.settings.refresh_ms / 1000
@@ -200,21 +223,35 @@ class Drainer:
     # --- Redis side ----------------------------------------------------------------
 
     async def refresh_streams(self) -> None:
-        sids = {_s(sid) for sid in await self.redis.smembers(inv_keys.STREAMS)}
         if self.settings.only:
-            sids &= self.settings.only
-        keys = sorted(inv_keys.events(sid) for sid in sids)
-        for key in keys:
-            if key in self._grouped:
-                continue
-            try:
-                # At id 0: a stream that got events before its group existed loses none.
-                await self.redis.xgroup_create(key, self.group, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-            self._grouped.add(key)
+            # A shard's own streams, without reading the whole registry; one not created
+            # yet (or retired) has no events key and is skipped below.
+            sids = set(self.settings.only)
+        else:
+            sids = {_s(sid) for sid in await self.redis.smembers(inv_keys.STREAMS)}
+        listed = sorted(inv_keys.events(sid) for sid in sids)
+        self._grouped &= set(listed)
+        keys: list[str] = []
+        for key in listed:
+            if key not in self._grouped:
+                try:
+                    # At id 0: a stream that got events before its group existed loses
+                    # none. No MKSTREAM: every stream's events key exists from its
+                    # `stream.created` on, so a missing one was retired (deleted) after
+                    # the registry was read, and must not come back empty.
+                    await self.redis.xgroup_create(key, self.group, id="0")
+                except ResponseError as exc:
+                    if "requires the key to exist" in str(exc):
+                        continue
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+                self._grouped.add(key)
+            keys.append(key)
         self._keys = keys
+        kept = set(keys)
+        for key in self._claim_cursor.keys() - kept:
+            del self._claim_cursor[key]
+        self.retention.forget(kept)
 
     async def read(self) -> list[Entry]:
         if not self._keys:
@@ -237,17 +274,29 @@ class Drainer:
                     block=block,
                 )
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # NOGROUP: a stream key was deleted (retired) or deleted and re-created;
+                # UNBLOCKED: it was deleted while this read waited on it.
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                     raise
-                # A stream key was deleted and re-created: make its group again.
-                self._grouped.clear()
-                self._next_refresh = 0.0
+                await self._regroup(chunk)
                 return out
             out.extend(_entries(resp))
             budget = self.settings.batch_size - len(out)
             if budget <= 0:
                 break
         return out
+
+    async def _regroup(self, chunk: list[str]) -> None:
+        """Stop reading the keys of `chunk` that are gone (retired streams) and make the
+        group again, at the next refresh, on the others (one may have been re-created)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in chunk:
+                pipe.exists(key)
+            exists = await pipe.execute()
+        gone = {key for key, there in zip(chunk, exists, strict=True) if not there}
+        self._keys = [key for key in self._keys if key not in gone]
+        self._grouped -= set(chunk)
+        self._next_refresh = 0.0
 
     async def claim(self) -> list[Entry]:
         """Take over entries a dead (or stuck) drainer left pending too long."""
@@ -292,6 +341,20 @@ class Drainer:
             for key, ids in by_key.items():
                 pipe.xack(key, self.group, *ids)
             await pipe.execute()
+        try:
+            # After the acks, off the critical path, at most every interval per stream.
+            await self.retention.trim(by_key)
+        except Exception as exc:
+            # Trimming only frees memory: a failed pass is retried after the next acks.
+            log.warning("drainer %s: trimming events failed: %r", self.consumer, exc)
+
+    async def _retire_due(self) -> list[str]:
+        try:
+            return await self.retention.retire_due()
+        except Exception as exc:
+            # Retirement only frees memory; it must never stop the drain.
+            log.warning("drainer %s: retiring ended streams failed: %r", self.consumer, exc)
+            return []
 
     # --- SQL side ------------------------------------------------------------------
 

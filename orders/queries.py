@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import and_, case, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orders.models import PAID, STATUSES, OrderRow
+from orders.models import PAID, RESERVED, STATUSES, OrderRow, ProductRow, StreamRow
 
 MAX_PAGE = 200
 
@@ -109,3 +109,45 @@ async def order_totals(engine: AsyncEngine, sid: str) -> dict[str, int]:
             out[f"{status}_units"] = int(units)
             out["revenue_cents"] += int(revenue)
     return out
+
+
+async def stream_record(engine: AsyncEngine, sid: str) -> dict[str, Any] | None:
+    """The SQL record of a stream (id, title, host_name, created_at, ended_at), or None."""
+    t = StreamRow.__table__
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(t).where(t.c.id == sid))).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def archived_products(engine: AsyncEngine, sid: str) -> list[dict[str, Any]]:
+    """The stream's products from SQL, oldest first, each with `stock_left`: its stock
+    less the units of its reserved and paid orders (what Redis said once every sale and
+    reservation of the stream was over)."""
+    p, o = ProductRow.__table__, OrderRow.__table__
+    taken = (
+        select(o.c.sku, func.coalesce(func.sum(o.c.qty), 0).label("units"))
+        .where(o.c.stream_id == sid, o.c.status.in_((RESERVED, PAID)))
+        .group_by(o.c.sku)
+        .subquery()
+    )
+    stmt = (
+        select(p, func.coalesce(taken.c.units, 0).label("units"))
+        .select_from(p.outerjoin(taken, taken.c.sku == p.c.sku))
+        .where(p.c.stream_id == sid)
+        .order_by(p.c.created_at, p.c.sku)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return [
+        {
+            "stream_id": r.stream_id,
+            "sku": r.sku,
+            "title": r.title,
+            "price_cents": r.price_cents,
+            "stock": r.stock,
+            "per_user_limit": r.per_user_limit,
+            "created_at": r.created_at,
+            "stock_left": max(0, r.stock - int(r.units)),
+        }
+        for r in rows
+    ]

@@ -9,6 +9,10 @@ Compares, for one stream:
   (a broken balance is an oversell or a unit given back twice).
 The drainer may still be behind: reconcile first waits (bounded) for the stream's
 events to be drained, and says so when they are not.
+
+A stream whose Redis state was retired (ended, drained, past `LIVE_STREAM_RETENTION_S`:
+orders/retention.py) has nothing left to compare: the report says so, with what SQL
+keeps, rather than listing every SQL row as unknown to Redis.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory import keys as inv_keys
+from live.streams import meta_key
 from orders.drain import GROUP
-from orders.models import PAID, RESERVED, OrderRow, ProductRow
+from orders.models import PAID, RESERVED, STATUSES, OrderRow, ProductRow
+from orders.queries import order_totals, stream_record
 
 COMPARED = ("status", "order_id", "sku", "qty", "price_cents", "viewer_id")
 
@@ -42,12 +48,23 @@ class Report:
     rows_sql: int = 0
     waiting_events: int = 0
     differences: list[str] = field(default_factory=list)
+    # Set when the stream's Redis state was retired: only SQL knows it now.
+    retired_ended_at: int | None = None
+    paid_sql: int = 0
 
     @property
     def agree(self) -> bool:
         return not self.differences
 
     def render(self) -> str:
+        if self.retired_ended_at is not None:
+            return (
+                f"stream {self.stream_id}: Redis state retired (the stream ended at "
+                f"{self.retired_ended_at} and was drained; LIVE_STREAM_RETENTION_S has "
+                f"passed since)\n"
+                f"SQL keeps {self.rows_sql} orders ({self.paid_sql} paid)\n"
+                "OK: nothing to compare, SQL is the only record of this stream now"
+            )
         lines = [
             f"stream {self.stream_id}: {self.reservations_redis} reservations in Redis, "
             f"{self.rows_sql} rows in SQL"
@@ -81,6 +98,8 @@ def _load(raw: Any) -> dict[str, Any]:
 async def reconcile(
     redis: Redis, engine: AsyncEngine, sid: str, wait_s: float = 10.0, group: str = GROUP
 ) -> Report:
+    if not await redis.exists(meta_key(sid), inv_keys.events(sid)):
+        return await _retired(engine, sid)
     if not await redis.sismember(inv_keys.STREAMS, sid):
         raise UnknownStream(sid)
     report = Report(stream_id=sid)
@@ -92,11 +111,14 @@ async def reconcile(
     report.waiting_events = waiting
 
     async with redis.pipeline(transaction=True) as pipe:
+        pipe.exists(inv_keys.events(sid))
         pipe.hgetall(inv_keys.products(sid))
         pipe.hgetall(inv_keys.stock(sid))
         pipe.hgetall(inv_keys.held(sid))
         pipe.hgetall(inv_keys.reservations(sid))
-        products, stock, held, reservations = await pipe.execute()
+        events_exist, products, stock, held, reservations = await pipe.execute()
+    if not events_exist:  # retired while we waited for the drainer
+        return await _retired(engine, sid)
     redis_res = {
         str(k if isinstance(k, str) else k.decode()): _load(v) for k, v in reservations.items()
     }
@@ -153,4 +175,16 @@ async def reconcile(
             diff.append(
                 f"sku {sku}: {units['redis']} units reserved/paid in Redis, {units['sql']} in SQL"
             )
+    return report
+
+
+async def _retired(engine: AsyncEngine, sid: str) -> Report:
+    """The report on a stream Redis no longer holds: retired if SQL has its end."""
+    record = await stream_record(engine, sid)
+    if record is None or record["ended_at"] is None:
+        raise UnknownStream(sid)
+    totals = await order_totals(engine, sid)
+    report = Report(stream_id=sid, retired_ended_at=int(record["ended_at"]))
+    report.rows_sql = sum(totals[s] for s in STATUSES)
+    report.paid_sql = totals["paid"]
     return report

@@ -32,7 +32,7 @@ async def list_orders(request: Request) -> JSONResponse:
     status = request.query_params.get("status")
     if status is not None and status not in STATUSES:
         raise ApiError(400, "invalid_status", f"status must be one of {', '.join(STATUSES)}")
-    await load_stream(request, sid)
+    await load_stream(request, sid, archived_ok=True)
     try:
         orders, cursor = await orders_page(
             services_of(request).engine,
@@ -49,9 +49,10 @@ async def list_orders(request: Request) -> JSONResponse:
 async def stream_stats(request: Request) -> JSONResponse:
     sid = request.path_params["sid"]
     require_host(request, sid)
-    await load_stream(request, sid)
+    await load_stream(request, sid, archived_ok=True)
     services = services_of(request)
-    # Audience counters from the realtime hub (Redis), order figures from SQL.
+    # Audience counters from the realtime hub (Redis; gone with a retired stream's live
+    # state, so zeros then), order figures from SQL.
     out = await read_stats(services.redis, sid)
     out.update(await order_totals(services.engine, sid))
     return JSONResponse(out)

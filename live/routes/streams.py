@@ -57,7 +57,7 @@ async def create_stream(request: Request) -> JSONResponse:
 
 
 async def get_stream(request: Request) -> JSONResponse:
-    stream = await load_stream(request, request.path_params["sid"])
+    stream = await load_stream(request, request.path_params["sid"], archived_ok=True)
     return JSONResponse(await stream_state(services_of(request), stream))
 
 
@@ -110,7 +110,9 @@ async def post_message(request: Request) -> JSONResponse:
 async def end_stream(request: Request) -> JSONResponse:
     sid = request.path_params["sid"]
     require_host(request, sid)
-    stream = await load_stream(request, sid)
+    stream = await load_stream(request, sid, archived_ok=True)
+    if stream.archived:  # ended long ago and retired: ending again is a no-op
+        return JSONResponse(stream.to_json())
     services = services_of(request)
     ended = await services.streams.end(sid)
     if ended is not None:  # the first end broadcasts; repeating it is harmless

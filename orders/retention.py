@@ -1,0 +1,362 @@
+"""Retention of a stream's Redis state, run by the order drainer.
+
+Two rules keep Redis from growing without bound:
+
+- Event trimming: an entry of `inv:{sid}:events` that every consumer group has
+  acknowledged is removed once it is older than the events retention window (kept that
+  long for replay and diagnosis). Nothing a group still needs is ever removed: the cut
+  (XTRIM MINID) never passes the oldest pending entry or the last-delivered id of ANY
+  group, whichever drainer or order store it belongs to.
+- Retiring ended streams: once a stream has ended, has no open reservation, and every
+  group has drained and acknowledged all of its events, its Redis keys are deleted
+  `stream_retention_s` after its end and it leaves the registry `live:streams`, so the
+  drainer, the sweeper and `/healthz` stop walking it. SQL keeps the stream, its
+  products and its orders for the record (see live/state.py for what the API serves).
+
+Both checks run as Lua scripts on the stream's own keys (one hash tag), so the decision
+and the deletion are one atomic step: an event appended or delivered meanwhile is seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from inventory import keys as inv_keys
+from live.streams import ENDED_STREAMS, meta_key
+from realtime import keys as rt_keys
+
+log = logging.getLogger("orders.retention")
+
+# One drainer at a time runs the (global) retirement pass; the lock expires by itself.
+RETIRE_LOCK = "live:retention:lock"
+# And one at a time, rarely, walks the registry for ended streams missing from
+# ENDED_STREAMS (ended before retention existed, or a crash between the end and its
+# registration).
+REGISTER_LOCK = "live:retention:register"
+REGISTER_EVERY_MS = 600_000
+PAGE = 100
+PAGES_PER_PASS = 10  # at most 1000 streams looked at per pass; the rest wait a pass
+# Entries removed per XTRIM at most, so that a first trim of a huge backlog never
+# blocks Redis for long; the next pass goes on where this one stopped.
+TRIM_LIMIT = 10_000
+# A stream that cannot be retired yet (undrained, open reservations) is looked at again
+# after this long (at most; short retentions retry sooner).
+RETRY_MAX_MS = 60_000
+
+# Shared by both scripts: stream ids compared as (ms, seq) pairs.
+_IDS_LUA = """
+local function parse_id(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function older(a, b)
+  local am, as = parse_id(a)
+  local bm, bs = parse_id(b)
+  return am < bm or (am == bm and as < bs)
+end
+local function fields(flat)
+  local f = {}
+  for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
+  return f
+end
+"""
+
+# KEYS[1] events stream; ARGV[1] retention (ms), ARGV[2] most entries to remove.
+# Returns {entries removed, the MINID used ('' when nothing may go)}.
+#
+# The cut is approximate (`MINID ~`): Redis then only frees whole radix-tree nodes whose
+# entries are all older than the cut, which is cheap and, with LIMIT, bounded per call.
+# It may keep a node's worth of entries more than an exact cut would (at most
+# stream-node-max-entries / -bytes, 100 entries or 4 KB by default); it never removes an
+# entry at or after the cut, and that is the only property safety needs. An exact cut
+# would have to rewrite the partly-trimmed node on every pass and cannot take LIMIT.
+TRIM_LUA = (
+    _IDS_LUA
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+-- No group has read anything yet: everything is still needed.
+if #groups == 0 then return {0, ''} end
+-- Entry ids are Redis clock times, so the window is measured on the Redis clock too.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cut = string.format('%d-0', math.max(0, now - tonumber(ARGV[1])))
+for _, flat in ipairs(groups) do
+  local g = fields(flat)
+  -- Entries after last-delivered-id were never read by this group; of the ones before,
+  -- the pending ones (delivered, not acknowledged) start at XPENDING's smallest id.
+  local needed = g['last-delivered-id']
+  if tonumber(g['pending']) > 0 then
+    needed = redis.call('XPENDING', KEYS[1], g['name'])[2]
+  end
+  if older(needed, cut) then cut = needed end
+end
+local removed = redis.call('XTRIM', KEYS[1], 'MINID', '~', cut, 'LIMIT', ARGV[2])
+return {removed, cut}
+"""
+)
+
+# KEYS[1] meta, KEYS[2] events, KEYS[3] expiry, KEYS[4..] the stream's other keys;
+# ARGV[1] retire streams that ended at or before this time (ms).
+# Returns {outcome, ended_at or ''}: 'retired' (every key deleted), 'gone' (no meta:
+# retired already), 'live' (not ended), 'recent' (ended after ARGV[1]),
+# 'open_reservations', 'undrained'.
+RETIRE_LUA = (
+    _IDS_LUA
+    + """
+local ended_at = redis.call('HGET', KEYS[1], 'ended_at')
+if not ended_at then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', ''} end
+  return {'live', ''}
+end
+if tonumber(ended_at) > tonumber(ARGV[1]) then return {'recent', ended_at} end
+-- An open reservation still expires (an event) or gets paid: keep everything.
+if redis.call('ZCARD', KEYS[3]) > 0 then return {'open_reservations', ended_at} end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local groups = redis.call('XINFO', 'GROUPS', KEYS[2])
+  if #groups == 0 and redis.call('XLEN', KEYS[2]) > 0 then
+    return {'undrained', ended_at}
+  end
+  local last = fields(redis.call('XINFO', 'STREAM', KEYS[2]))['last-generated-id']
+  for _, flat in ipairs(groups) do
+    local g = fields(flat)
+    if tonumber(g['pending']) > 0 or older(g['last-delivered-id'], last) then
+      return {'undrained', ended_at}
+    end
+  end
+end
+for i = 1, #KEYS do redis.call('UNLINK', KEYS[i]) end
+return {'retired', ended_at}
+"""
+)
+
+
+def stream_keys(sid: str) -> list[str]:
+    """Every key of stream `sid` that has no expiry of its own, meta, events and expiry
+    first (the order RETIRE_LUA takes them in). Per-viewer and per-sku keys (rate
+    limits, connection leases, stock and likes gates) expire by themselves.
+
+    A new per-stream key without a TTL must be added here, or it outlives its stream
+    (tests/test_orders_retention.py checks that nothing without a TTL is left)."""
+    return [
+        meta_key(sid),
+        inv_keys.events(sid),
+        inv_keys.expiry(sid),
+        inv_keys.products(sid),
+        inv_keys.stock(sid),
+        inv_keys.sales(sid),
+        inv_keys.held(sid),
+        inv_keys.reservations(sid),
+        inv_keys.idempotency(sid),
+        inv_keys.counts(sid),
+        rt_keys.seq(sid),
+        rt_keys.history(sid),
+        rt_keys.stats(sid),
+        rt_keys.mutes(sid),
+        rt_keys.banned_words(sid),
+        rt_keys.likes_pending(sid),
+        rt_keys.likes_gate(sid),
+        rt_keys.viewer_counts(sid),
+        rt_keys.viewers_gate(sid),
+        rt_keys.comment_ids(sid),
+        rt_keys.deleted_comments(sid),
+    ]
+
+
+@dataclass
+class RetentionStats:
+    trim_passes: int = 0
+    trimmed: int = 0  # events removed
+    retire_passes: int = 0
+    retired: int = 0  # streams whose Redis state was deleted
+    held_back: int = 0  # ended streams past retention not retired yet, last pass
+
+
+class Retention:
+    def __init__(
+        self,
+        redis: Redis,
+        events_retention_ms: int,
+        stream_retention_ms: int,
+        interval_ms: int,
+        only: frozenset[str] = frozenset(),
+    ) -> None:
+        self.redis = redis
+        self.events_retention_ms = events_retention_ms
+        self.stream_retention_ms = stream_retention_ms
+        self.interval_ms = interval_ms
+        self.only = only
+        self.retry_ms = max(interval_ms, min(RETRY_MAX_MS, stream_retention_ms))
+        self.stats = RetentionStats()
+        self._trim = redis.register_script(TRIM_LUA)
+        self._retire = redis.register_script(RETIRE_LUA)
+        self._next_trim: dict[str, float] = {}
+        self._not_before: dict[str, float] = {}  # sharded mode's retry times, per sid
+
+    # --- event trimming ------------------------------------------------------------
+
+    async def trim(self, keys: Iterable[str]) -> int:
+        """Trim those of these events streams whose last trim is more than an interval
+        ago. Called after acknowledging entries of them: a stream only grows while
+        events arrive, and every event is acknowledged, so an idle stream needs no pass
+        (whatever it still holds goes when the stream is retired)."""
+        now = time.monotonic()
+        due = [k for k in keys if self._next_trim.get(k, 0.0) <= now]
+        if not due:
+            return 0
+        for key in due:
+            self._next_trim[key] = now + self.interval_ms / 1000
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in due:
+                await self._trim(
+                    keys=[key], args=[self.events_retention_ms, TRIM_LIMIT], client=pipe
+                )
+            replies = await pipe.execute()
+        removed = sum(int(r[0]) for r in replies)
+        self.stats.trim_passes += 1
+        self.stats.trimmed += removed
+        if removed:
+            log.debug("trimmed %d acknowledged events of %d stream(s)", removed, len(due))
+        return removed
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the trim clocks of events streams no longer drained (retired)."""
+        for key in self._next_trim.keys() - keep:
+            del self._next_trim[key]
+
+    # --- retiring ended streams ----------------------------------------------------
+
+    async def retire_due(self) -> list[str]:
+        """One retirement pass; returns the stream ids retired."""
+        self.stats.retire_passes += 1
+        now_ms = int(time.time() * 1000)
+        cutoff = now_ms - self.stream_retention_ms
+        if self.only:
+            # A sharded drainer looks after its own streams, straight from their meta.
+            sids = sorted(self.only)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid in sids:
+                    pipe.hget(meta_key(sid), "ended_at")
+                ended = await pipe.execute()
+            mono = time.monotonic()
+            due = [
+                sid
+                for sid, at in zip(sids, ended, strict=True)
+                if at is not None and int(at) <= cutoff and self._not_before.get(sid, 0.0) <= mono
+            ]
+            retired, waiting = await self._retire_many(due, cutoff)
+            for sid in waiting:
+                self._not_before[sid] = mono + self.retry_ms / 1000
+            self.stats.held_back = len(waiting)
+            return retired
+        await self._register_ended()
+        # A pass every interval is enough from one drainer of the deployment.
+        if not await self.redis.set(RETIRE_LOCK, "1", nx=True, px=self.interval_ms):
+            return []
+        retired_all: list[str] = []
+        held_back = 0
+        for _ in range(PAGES_PER_PASS):
+            page = [
+                _s(m)
+                for m in await self.redis.zrangebyscore(
+                    ENDED_STREAMS, "-inf", cutoff, start=0, num=PAGE
+                )
+            ]
+            if not page:
+                break
+            retired, waiting = await self._retire_many(page, cutoff)
+            retired_all += retired
+            held_back += len(waiting)
+            if waiting:
+                # Looked at again after retry_ms: the score only ever moves later, and
+                # the page query skips them meanwhile.
+                later = now_ms - self.stream_retention_ms + self.retry_ms
+                await self.redis.zadd(ENDED_STREAMS, dict.fromkeys(waiting, later), xx=True)
+            if len(page) < PAGE:
+                break
+        self.stats.held_back = held_back
+        return retired_all
+
+    async def _retire_many(self, sids: list[str], cutoff: int) -> tuple[list[str], list[str]]:
+        """Run RETIRE_LUA for each stream; clean the registries of those whose state is
+        gone. Returns (retired, not retirable yet)."""
+        if not sids:
+            return [], []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                await self._retire(keys=stream_keys(sid), args=[cutoff], client=pipe)
+            replies = await pipe.execute()
+        retired: list[str] = []
+        gone: list[str] = []
+        waiting: list[str] = []
+        requeue: dict[str, int] = {}
+        for sid, (outcome, ended_at) in zip(sids, replies, strict=True):
+            outcome = _s(outcome)
+            if outcome == "retired":
+                retired.append(sid)
+            elif outcome == "gone":
+                gone.append(sid)  # retired earlier by a drainer that died before cleanup
+            elif outcome == "recent":
+                requeue[sid] = int(_s(ended_at))  # a wrong score: the meta knows better
+            elif outcome in ("open_reservations", "undrained"):
+                waiting.append(sid)
+                log.debug("ended stream %s kept: %s", sid, outcome)
+        if requeue and not self.only:
+            await self.redis.zadd(ENDED_STREAMS, requeue, xx=True)
+        done = retired + gone
+        live = [sid for sid, (o, _) in zip(sids, replies, strict=True) if _s(o) == "live"]
+        if done or live:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if done:
+                    # The keys went first: a drainer that still lists the stream finds
+                    # its events key gone and drops it, and never creates it again.
+                    pipe.srem(inv_keys.STREAMS, *done)
+                    pipe.zrem(inv_keys.SWEEP_RESERVATIONS, *done)
+                # Not ended (yet): ending it registers it again.
+                pipe.zrem(ENDED_STREAMS, *(done + live))
+                await pipe.execute()
+        for sid in done:
+            self._not_before.pop(sid, None)
+        if retired:
+            self.stats.retired += len(retired)
+            log.info(
+                "retired %d ended stream(s): Redis state deleted, SQL keeps the record: %s",
+                len(retired),
+                ", ".join(retired),
+            )
+        return retired, waiting
+
+    async def _register_ended(self) -> None:
+        # Rarely, and from one drainer of the deployment at a time.
+        if await self.redis.set(REGISTER_LOCK, "1", nx=True, px=REGISTER_EVERY_MS):
+            await self.register_ended()
+
+    async def register_ended(self) -> None:
+        """Walk the registry and put every ended stream into ENDED_STREAMS (ZADD NX
+        keeps the scores already there)."""
+        cursor: int | str = 0
+        added = 0
+        while True:
+            cursor, page = await self.redis.sscan(inv_keys.STREAMS, cursor, count=500)
+            sids = [_s(s) for s in page]
+            if sids:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for sid in sids:
+                        pipe.hget(meta_key(sid), "ended_at")
+                    ended = await pipe.execute()
+                found = {sid: int(at) for sid, at in zip(sids, ended, strict=True) if at}
+                if found:
+                    added += int(await self.redis.zadd(ENDED_STREAMS, found, nx=True))
+            if int(cursor) == 0:
+                break
+        if added:
+            log.info("registered %d ended stream(s) for retirement", added)
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
