@@ -219,11 +219,16 @@ async def test_ended_stream_is_kept_until_drained_then_retired(
         assert await redis.zscore(ENDED_STREAMS, sid) is None
         assert drainer.retention.stats.retired == 1
 
-        # Nothing brings it back: not the drainer's next reads, not a sweeper's scans.
-        sweeper = Sweeper(redis, Reservations(redis, 600), Sales(redis), _noop, _noop)
-        await sweeper.full_scan()
-        await sweeper.expire_stream(sid)
-        await passes_later(5)
+        # Nothing brings it back: not the drainer's next reads, not a sweeper's scans,
+        # even one that still finds it listed (as between the deletion and the SREM).
+        await redis.sadd(inv_keys.STREAMS, sid)
+        try:
+            sweeper = Sweeper(redis, Reservations(redis, 600), Sales(redis), _noop, _noop)
+            await sweeper.full_scan()
+            await sweeper.expire_stream(sid)
+            await passes_later(5)
+        finally:
+            await redis.srem(inv_keys.STREAMS, sid)
         assert await _no_key_without_ttl(redis, sid) == []
         assert await streams.get(sid) is None
     finally:
