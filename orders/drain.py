@@ -125,6 +125,8 @@ class Drainer:
         self._next_refresh = 0.0
         self._next_claim = 0.0
         self._claim_cursor: dict[str, str] = {}
+        self._hot: set[str] = set()  # event keys that filled their share of the last read
+        self._rotation = 0
         self.retention = Retention(
             redis,
             events_retention_ms=self.settings.events_retention_s * 1000,
@@ -257,20 +259,31 @@ class Drainer:
         if not self._keys:
             await asyncio.sleep(self.settings.block_ms / 1000)
             return []
-        out: list[Entry] = []
-        budget = self.settings.batch_size
+        # Streams that filled their share last time (a flash sale's backlog) are read
+        # first, with half the batch; the rest share what is left, at least one entry
+        # each. A fair share alone would give a hot stream among hundreds of quiet ones
+        # one entry per read.
+        hot = [key for key in self._keys if key in self._hot]
+        cold = [key for key in self._keys if key not in self._hot]
+        if len(cold) > KEYS_PER_READ:
+            # Start where the last read started plus one chunk: when the batch fills
+            # before the last chunks, they come first next time.
+            self._rotation = (self._rotation + KEYS_PER_READ) % len(cold)
+            cold = cold[self._rotation :] + cold[: self._rotation]
         step = KEYS_PER_READ
-        chunks = [self._keys[i : i + step] for i in range(0, len(self._keys), step)]
+        chunks = [hot[i : i + step] for i in range(0, len(hot), step)]
+        chunks += [cold[i : i + step] for i in range(0, len(cold), step)]
+        out: list[Entry] = []
+        self._hot = set()
+        budget = self.settings.batch_size
         for n, chunk in enumerate(chunks):
+            share = budget // 2 if chunk[0] in hot and cold else budget
+            count = max(1, share // len(chunk))  # COUNT is per stream
             # Block only on the last chunk and only if nothing came before.
             block = self.settings.block_ms if (n == len(chunks) - 1 and not out) else None
             try:
                 resp = await self.redis.xreadgroup(
-                    self.group,
-                    self.consumer,
-                    dict.fromkeys(chunk, ">"),
-                    # COUNT is per stream: a fair share each keeps the batch near its size.
-                    count=max(1, budget // len(chunk)),
+                    self.group, self.consumer, dict.fromkeys(chunk, ">"), count=count,
                     block=block,
                 )
             except ResponseError as exc:
@@ -280,6 +293,9 @@ class Drainer:
                     raise
                 await self._regroup(chunk)
                 return out
+            for key, messages in resp or ():
+                if len(messages) >= count:
+                    self._hot.add(_s(key))
             out.extend(_entries(resp))
             budget = self.settings.batch_size - len(out)
             if budget <= 0:

@@ -266,6 +266,40 @@ async def test_several_drainers_with_concurrent_producers(
         assert got == expected[sid]
 
 
+async def test_a_hot_stream_among_hundreds_of_quiet_ones_drains_in_big_batches(
+    redis: Redis, engine: AsyncEngine
+) -> None:
+    """A flash sale's backlog must not be read one entry per stream per call just
+    because many other streams (ended ones wait for their retention) are listed."""
+    quiet = [new_sid() for _ in range(300)]
+    hot = new_sid()
+    expected = {new_rid(hot) for _ in range(2000)}
+    # Only this test's streams (`only`), kept out of the shared registry.
+    async with redis.pipeline(transaction=False) as pipe:
+        for sid in [*quiet, hot]:
+            pipe.xadd(inv_keys.events(sid), {"type": "stream.created", "data": orjson.dumps({
+                "id": sid, "title": "t", "host_name": "Ann", "status": "live",
+                "pinned_sku": None, "created_at": int(time.time() * 1000), "ended_at": None,
+            })})
+        for rid in expected:
+            pipe.xadd(inv_keys.events(hot), {
+                "type": TYPES["reserved"], "data": orjson.dumps(reservation(hot, rid, "reserved")),
+            })
+        await pipe.execute()
+    settings = settings_for([*quiet, hot], batch_size=500)
+    drainer = Drainer(redis, engine, settings)
+    try:
+        steps = 0
+        while await waiting(redis, settings.group, [hot]):
+            await drainer.step()
+            steps += 1
+            assert steps <= 25, "the hot stream drains a handful of entries per batch"
+        assert set(await sql_orders(engine, hot)) == expected
+        assert await waiting(redis, settings.group, quiet) == 0
+    finally:
+        await redis.delete(*(inv_keys.events(sid) for sid in [*quiet, hot]))
+
+
 async def test_pending_entries_of_a_dead_consumer_are_claimed(
     redis: Redis, engine: AsyncEngine
 ) -> None:
