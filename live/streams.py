@@ -100,9 +100,13 @@ class StreamStore:
             ended_at=None,
         )
         record = {k: v for k, v in stream.to_json().items() if v is not None}
+        # Registered first, then the record and its event in one transaction of the
+        # stream's own slot (the registry lives elsewhere on Redis Cluster). A crash in
+        # between leaves a listed id without record or events: the drainer and the
+        # sweeper find nothing under it, and the API answers 404 for it.
+        await self.redis.sadd(inv_keys.STREAMS, stream.id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(meta_key(stream.id), mapping=record)
-            pipe.sadd(inv_keys.STREAMS, stream.id)
             events.append(pipe, stream.id, "stream.created", stream.to_json())
             await pipe.execute()
         return stream
