@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +18,7 @@ import orjson
 from conftest import HostedStream, new_stream, new_viewer, service_env
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from test_orders_api import _reconcile
 from test_orders_drain import (
     emit_status,
     new_rid,
@@ -275,17 +274,6 @@ async def test_unsharded_pass_registers_and_retires_streams_ended_long_ago(
     assert await redis.sismember(inv_keys.STREAMS, young.id)
     assert await streams.get(young.id) is not None
     await _out_of_the_way(redis, young.id)
-
-
-def _reconcile(env: dict[str, str], sid: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "live.cli", "reconcile", sid, "--wait", "10"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_retired_stream_is_served_from_sql_while_others_keep_draining(

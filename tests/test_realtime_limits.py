@@ -28,7 +28,8 @@ from conftest import (
     service_pair,
 )
 from redis.asyncio import Redis
-from test_realtime_hub import connect, recv, recv_type
+from test_realtime_chat import join
+from test_realtime_hub import recv, recv_type
 
 from realtime.settings import HubConfigError, HubSettings
 
@@ -61,14 +62,6 @@ async def api(
 @pytest.fixture
 async def live(api: httpx.AsyncClient) -> HostedStream:
     return await new_stream(api)
-
-
-async def join(
-    svc: ServiceProcess, sid: str, token: str | None = None
-) -> websockets.ClientConnection:
-    ws = await connect(svc, sid, token)
-    assert (await recv(ws))["type"] == "hello"
-    return ws
 
 
 async def refused(svc: ServiceProcess, sid: str, token: str) -> websockets.InvalidStatus | None:
