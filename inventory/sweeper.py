@@ -29,6 +29,9 @@ BATCH = 100
 FULL_SCAN_EVERY_S = 30.0
 
 
+STOP_TIMEOUT_S = 5.0
+
+
 class Sweeper:
     def __init__(
         self,
@@ -46,22 +49,29 @@ class Sweeper:
         self.on_sale_ended = on_sale_ended
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._last_full_scan = time.monotonic()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="inventory-sweeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # The flag as well as the cancel: a cancellation that lands inside a Redis call
+        # can be swallowed there (seen under load: the sweeper went on after cancel() and
+        # held up the worker's shutdown). The loop then ends at its next turn.
+        self._stopping = True
+        task.cancel()
+        try:
+            await asyncio.wait_for(task, STOP_TIMEOUT_S)
+        except (asyncio.CancelledError, TimeoutError):
+            pass
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.sweep_once()
                 if time.monotonic() - self._last_full_scan > FULL_SCAN_EVERY_S:

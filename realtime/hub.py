@@ -30,6 +30,7 @@ log = logging.getLogger("live.realtime")
 SUBSCRIBE_TIMEOUT_S = 5.0
 MAX_INFLIGHT = 4  # requests of one connection waiting on Redis or the buy handler
 MAX_RESUME_SEQ = 2**53
+STOP_TIMEOUT_S = 5.0  # for the hub's own loops to end on shutdown
 LEASE_BATCH = 500  # sockets renewed per script call
 
 
@@ -57,6 +58,7 @@ class Hub:
         self._conn_renew = _script(redis, "conn_renew.lua")
         self._likes_retry: set[str] = set()
         self._next_conn = 0
+        self._stopping = False
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -70,6 +72,9 @@ class Hub:
         ]
 
     async def stop(self) -> None:
+        # The flag as well as the cancels below: a cancellation swallowed inside a Redis
+        # call must not keep a loop (and the worker's shutdown) going.
+        self._stopping = True
         leases: list[tuple[str, str]] = []
         for room in list(self.rooms.values()):
             for conn in list(room.members):
@@ -88,7 +93,8 @@ class Hub:
                 log.warning("could not release %d connection leases; they lapse", len(leases))
         for task in self._loops:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._loops:
+            await asyncio.wait(self._loops, timeout=STOP_TIMEOUT_S)
         for sid in list(self.rooms):
             try:
                 await self._report_viewers(sid, 0)
@@ -135,7 +141,7 @@ class Hub:
         return room
 
     async def _read_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._has_subs.wait()
             try:
                 item = await self.pubsub.get_message(timeout=1.0)
@@ -436,7 +442,7 @@ class Hub:
         s = self.settings
         period = min(s.ping_interval_s, s.ping_timeout_s, s.stall_timeout_s) / 2
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             await asyncio.sleep(period)
             now = loop.time()
             for room in list(self.rooms.values()):
@@ -461,7 +467,7 @@ class Hub:
 
     async def _likes_loop(self) -> None:
         interval = self.settings.likes_interval_ms / 1000
-        while True:
+        while not self._stopping:
             await asyncio.sleep(interval)
             for sid, room in list(self.rooms.items()):
                 if room.likes or sid in self._likes_retry:
@@ -489,7 +495,7 @@ class Hub:
 
     async def _viewers_loop(self) -> None:
         interval = self.settings.viewers_interval_ms / 1000
-        while True:
+        while not self._stopping:
             await asyncio.sleep(interval)
             for sid, room in list(self.rooms.items()):
                 try:
@@ -500,7 +506,7 @@ class Hub:
 
     async def _leases_loop(self) -> None:
         """Renew the leases of this process's open sockets well before they lapse."""
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.settings.connection_lease_s / 3)
             lease_ms = int(self.settings.connection_lease_s * 1000)
             for sid, room in list(self.rooms.items()):
