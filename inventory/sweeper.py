@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from inventory import keys
+from inventory.registry import stream_pages
 from inventory.reservations import Reservations
 from inventory.sales import Sales
 from inventory.scripts import now_ms, text
@@ -130,17 +131,11 @@ class Sweeper:
         page of the registry; retired streams have left it, and one retired mid-scan
         just has no open reservation (its expiry set is gone), so it is skipped."""
         self._last_full_scan = time.monotonic()
-        cursor: int | str = 0
-        while True:
-            cursor, page = await self.redis.sscan(keys.STREAMS, cursor, count=500)
-            sids = [text(sid) for sid in page]
-            if sids:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for sid in sids:
-                        pipe.zrange(keys.expiry(sid), 0, 0, withscores=True)
-                    firsts = await pipe.execute()
-                due = {sid: first[0][1] for sid, first in zip(sids, firsts, strict=True) if first}
-                if due:
-                    await self.redis.zadd(keys.SWEEP_RESERVATIONS, due, lt=True)
-            if int(cursor) == 0:
-                return
+        async for sids in stream_pages(self.redis):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid in sids:
+                    pipe.zrange(keys.expiry(sid), 0, 0, withscores=True)
+                firsts = await pipe.execute()
+            due = {sid: first[0][1] for sid, first in zip(sids, firsts, strict=True) if first}
+            if due:
+                await self.redis.zadd(keys.SWEEP_RESERVATIONS, due, lt=True)

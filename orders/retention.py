@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from inventory import keys as inv_keys
+from inventory.registry import stream_pages
 from live.streams import ENDED_STREAMS, meta_key
 from realtime import keys as rt_keys
 
@@ -339,21 +340,15 @@ class Retention:
     async def register_ended(self) -> None:
         """Walk the registry and put every ended stream into ENDED_STREAMS (ZADD NX
         keeps the scores already there)."""
-        cursor: int | str = 0
         added = 0
-        while True:
-            cursor, page = await self.redis.sscan(inv_keys.STREAMS, cursor, count=500)
-            sids = [_s(s) for s in page]
-            if sids:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for sid in sids:
-                        pipe.hget(meta_key(sid), "ended_at")
-                    ended = await pipe.execute()
-                found = {sid: int(at) for sid, at in zip(sids, ended, strict=True) if at}
-                if found:
-                    added += int(await self.redis.zadd(ENDED_STREAMS, found, nx=True))
-            if int(cursor) == 0:
-                break
+        async for sids in stream_pages(self.redis):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid in sids:
+                    pipe.hget(meta_key(sid), "ended_at")
+                ended = await pipe.execute()
+            found = {sid: int(at) for sid, at in zip(sids, ended, strict=True) if at}
+            if found:
+                added += int(await self.redis.zadd(ENDED_STREAMS, found, nx=True))
         if added:
             log.info("registered %d ended stream(s) for retirement", added)
 
