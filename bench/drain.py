@@ -38,7 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inventory import keys as inv_keys
 from orders.db import create_schema, make_engine
-from orders.drain import Drainer, DrainSettings, Entry
+from orders.drain import Drainer
+from orders.drain_settings import DrainSettings
+from orders.intake import Entry
 
 REDIS_URL = os.environ.get("LIVE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("LIVE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -104,7 +106,7 @@ async def drain_rate(redis: Redis, db_url: str, batch: int, n: int) -> float:
     await create_schema(engine)
     settings = DrainSettings(group="bench", only=frozenset({sid}), batch_size=batch, block_ms=5)
     drainer = timed(redis, engine, settings, n)
-    await drainer.refresh_streams()
+    await drainer.intake.refresh_streams()
     t0 = time.perf_counter()
     await drainer.run(drainer.done)
     elapsed = time.perf_counter() - t0

@@ -268,6 +268,7 @@ def service_run(redis_url: str, args: argparse.Namespace) -> dict[str, float]:
         LIVE_REDIS_URL=redis_url,
         LIVE_DATABASE_URL=f"sqlite+aiosqlite:///{db.name}",
         LIVE_SECRET="bench-" + secrets.token_hex(8),
+        LIVE_SIGNUP_PER_MIN="0",  # thousands of viewers from one address
         LIVE_LOG_LEVEL="warning",
         PYTHONPATH=str(ROOT),
     )

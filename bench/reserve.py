@@ -33,8 +33,7 @@ from redis.asyncio import Redis  # noqa: E402
 
 from inventory import keys  # noqa: E402
 from inventory.catalog import Catalog, Product  # noqa: E402
-from inventory.reservations import Reservations  # noqa: E402
-from inventory.scripts import source  # noqa: E402
+from inventory.reservations import RESERVE, Reservations  # noqa: E402
 from live.embedded_redis import EmbeddedRedis  # noqa: E402
 
 REDIS_BENCHMARK = "/usr/bin/redis-benchmark"
@@ -87,7 +86,7 @@ async def setup_stream(url: str) -> tuple[str, str]:
     sid = f"s_{secrets.token_hex(8)}"
     await Catalog(redis).add(Product(sid, "B", "Bench", 100, BIG, None, 0))
     await redis.set(f"bench:{{{sid}}}:stock", BIG)
-    sha = await redis.script_load(source("reserve.lua"))
+    sha = await redis.script_load(RESERVE.source)
     await redis.aclose()
     return sid, sha
 
@@ -149,6 +148,7 @@ def start_service(url: str) -> tuple[subprocess.Popen[bytes], int]:
         LIVE_REDIS_URL=url,
         LIVE_DATABASE_URL="sqlite+aiosqlite:////tmp/bench-reserve.db",
         LIVE_SECRET="bench-" + secrets.token_hex(8),
+        LIVE_SIGNUP_PER_MIN="0",  # thousands of viewers from one address
         LIVE_BUY_RATE_PER_S="0",
         LIVE_LOG_LEVEL="warning",
         PYTHONPATH=str(ROOT),
@@ -254,18 +254,22 @@ def main() -> None:
             c,
             "EVALSHA",
             sha,
-            "10",
+            str(len(keys.script_keys(sid)) + 2),
             *keys.script_keys(sid),
+            f"live:{{{sid}}}:meta",  # not checked: the head's flag below is ""
             f"inv:{{{sid}}}:rate:x",
             "600000",
             "0",
             "1000",
             sid,
+            "",
+            f"rt:{{{sid}}}",
             "v__rand_int__",
             "B",
             "1",
             "k",
             "r___rand_int__",
+            "",
             "",
             str(int(time.time() * 1000)),  # the caller's clock, as inventory.scripts.run adds
         )

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
 from inventory import keys
+from inventory.guard import Guard
+from inventory.scripts import LUA_DIR
+from rediskit.lua import Script
 
-ADD_PRODUCT_LUA = (Path(__file__).parent / "add_product.lua").read_text()
+# Not behind the shared head: it takes keys of its own and a guard that lets a brand-new
+# stream (no guard set yet) list its first products.
+ADD_PRODUCT = Script(LUA_DIR, "add_product.lua")
 
 
 class ProductExists(Exception):
+    pass
+
+
+class TooManyProducts(Exception):
     pass
 
 
@@ -35,18 +43,27 @@ class Product:
 
 
 class Catalog:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(
+        self, redis: Redis, guard: Guard | None = None, max_products: int = 500
+    ) -> None:
         self.redis = redis
-        self._add = redis.register_script(ADD_PRODUCT_LUA)
+        self.guard = guard or Guard()
+        self.max_products = max_products
+        self._add = ADD_PRODUCT.register(redis)
 
     async def add(self, product: Product) -> None:
         sid = product.stream_id
         payload = orjson.dumps(asdict(product))
-        added = await self._add(
-            keys=[keys.products(sid), keys.stock(sid), keys.events(sid)],
-            args=[product.sku, payload, product.stock, sid],
+        added = await self.guard(
+            sid,
+            lambda: self._add(
+                keys=[keys.products(sid), keys.stock(sid), keys.events(sid), keys.checked(sid)],
+                args=[product.sku, payload, product.stock, sid, self.max_products],
+            ),
         )
-        if not added:
+        if int(added) == -1:
+            raise TooManyProducts(product.sku)
+        if not int(added):
             raise ProductExists(product.sku)
 
     async def get(self, sid: str, sku: str) -> Product | None:

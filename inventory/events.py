@@ -15,11 +15,6 @@ from redis.asyncio.client import Pipeline
 
 from inventory import keys
 
-# Cap on the stream's length, far above any drainer lag we expect; the drainer's lag
-# metric warns long before it is reached. Only acknowledged entries should ever be
-# trimmed, so the cap is a guard against unbounded growth, not a working limit.
-EVENTS_MAXLEN = 1_000_000
-
 
 def append(pipe: Pipeline, sid: str, type_: str, data: dict[str, Any]) -> None:
     """Queue an XADD of one event on `pipe` (a MULTI pipeline of the caller's)."""

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 
 from inventory import keys
-from inventory.scripts import text
+from rediskit.codec import text
 
 
 async def stream_pages(redis: Redis, count: int = 500) -> AsyncIterator[list[str]]:

@@ -18,7 +18,12 @@ import orjson
 from redis.asyncio import Redis
 
 from inventory import keys
-from inventory.scripts import now_ms, register, run, text
+from inventory.guard import Guard
+from inventory.scripts import load, run
+from rediskit.codec import now_ms, text
+
+START_SALE = load("start_sale.lua")
+END_SALE = load("end_sale.lua")
 
 
 class SaleError(Exception):
@@ -39,10 +44,11 @@ def sweep_member(sid: str, sku: str, sale_id: str) -> str:
 
 
 class Sales:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, guard: Guard | None = None) -> None:
         self.redis = redis
-        self._start = register(redis, "start_sale.lua")
-        self._end = register(redis, "end_sale.lua")
+        self.guard = guard or Guard()
+        self._start = START_SALE.register(redis)
+        self._end = END_SALE.register(redis)
 
     async def start(
         self,
@@ -54,18 +60,17 @@ class Sales:
         duration_s: int,
     ) -> Started:
         sale_id = f"sale_{secrets.token_hex(8)}"
-        outcome, raw, ended = await run(
-            self._start,
-            keys=keys.script_keys(sid),
-            args=[
-                sku,
-                sale_id,
-                price_cents,
-                stock,
-                "" if per_user_limit is None else per_user_limit,
-                duration_s * 1000,
-                sid,
-            ],
+        args = [
+            sku,
+            sale_id,
+            price_cents,
+            stock,
+            "" if per_user_limit is None else per_user_limit,
+            duration_s * 1000,
+            sid,
+        ]
+        outcome, raw, ended = await self.guard(
+            sid, lambda: run(self._start, keys=keys.script_keys(sid), args=args)
         )
         outcome, raw, ended = text(outcome), text(raw), text(ended)
         if outcome != "started":
@@ -79,12 +84,9 @@ class Sales:
     ) -> dict[str, Any] | None:
         """End the sale if it is (still) the running one and its time is up, or at once
         with `now`; None when another process ended it or nothing was running."""
+        args = [sku, sale_id, reason, "1" if now else "0"]
         raw = text(
-            await run(
-                self._end,
-                keys=keys.script_keys(sid),
-                args=[sku, sale_id, reason, "1" if now else "0"],
-            )
+            await self.guard(sid, lambda: run(self._end, keys=keys.script_keys(sid), args=args))
         )
         return orjson.loads(raw) if raw else None
 

@@ -1,33 +1,24 @@
-"""Loading the inventory's Lua scripts, each with the shared head `lua/common.lua`."""
+"""The inventory's Lua scripts: each starts with the shared head `lua/common.lua` and the
+group-buy functions of `lua/groups_common.lua` (group holds are reservations, so every
+reservation script must know what releasing one does to its group)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from rediskit.codec import now_ms
+from rediskit.lua import Script
+
 LUA_DIR = Path(__file__).parent / "lua"
+HEAD = ("common.lua", "groups_common.lua")
 
 
-def source(name: str) -> str:
-    return (LUA_DIR / "common.lua").read_text() + (LUA_DIR / name).read_text()
-
-
-def register(redis: Redis, name: str) -> AsyncScript:
-    # redis-py's Script runs EVALSHA and loads the script again after a NOSCRIPT.
-    return redis.register_script(source(name))
-
-
-def text(value: object) -> str:
-    """A script reply as str, whether the client decodes responses or not."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+def load(name: str) -> Script:
+    """`lua/<name>` behind the shared head, loaded once (register it per client)."""
+    return Script(LUA_DIR, name, head=HEAD)
 
 
 async def run(script: AsyncScript, keys: list[str], args: list[Any]) -> Any:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from annotated_types import MinLen
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 from starlette.requests import Request
 
 from live.errors import ApiError
@@ -15,11 +17,56 @@ MAX_BODY_BYTES = 64 * 1024
 M = TypeVar("M", bound=BaseModel)
 
 
-class Body(BaseModel):
-    """Base of request bodies: strict types (no "5" for 5, no 5.0 for 5), unknown
-    fields ignored so that clients may send more than we read."""
+# One character that str.strip() keeps, spelled out: a JSON Schema regex is ECMAScript's,
+# whose \s is not Python's (it keeps \x1c-\x1f, which strip() removes).
+NON_BLANK = (
+    "[^\\x09-\\x0d\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f"
+    "\\u205f\\u3000]"
+)
 
-    model_config = ConfigDict(strict=True, extra="ignore", str_strip_whitespace=True)
+
+def _min_length(field: FieldInfo) -> int:
+    return max((m.min_length for m in field.metadata if isinstance(m, MinLen)), default=0)
+
+
+def _document_non_blank(schema: dict[str, Any]) -> None:
+    """A string that must have a length must also have a non-blank character."""
+    if schema.get("type") == "string" and schema.get("minLength", 0) >= 1:
+        schema.setdefault("pattern", NON_BLANK)
+    for sub in (schema.get("items"), *schema.get("anyOf", ()),
+                *schema.get("properties", {}).values()):
+        if isinstance(sub, dict):
+            _document_non_blank(sub)
+
+
+class Body(BaseModel):
+    """Base of request bodies: strict types (no "5" for 5, no 5.5 or true for 5), unknown
+    fields ignored so that clients may send more than we read. A number with no fraction
+    (5.0, 5e0) is the integer 5, as JSON Schema and the OpenAPI document count it.
+
+    Strings are checked as sent (lengths, patterns: what the OpenAPI document states),
+    then stripped; one that must have a length must not be blank."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="ignore",
+        json_schema_extra=lambda schema, _: _document_non_blank(schema),
+    )
+
+    @model_validator(mode="after")
+    def _strip_strings(self) -> Body:
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, str):
+                if not value.strip() and _min_length(field) >= 1:
+                    raise ValueError(f"{name} must not be blank")
+                self.__dict__[name] = value.strip()
+            elif isinstance(value, list) and any(isinstance(v, str) for v in value):
+                items = [v.strip() if isinstance(v, str) else v for v in value]
+                if any(item == "" for item in items):
+                    raise ValueError(f"{name}: no item may be blank")
+                self.__dict__[name] = items
+        return self
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
@@ -50,18 +97,30 @@ def validation_detail(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False, include_context=False):
         where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
+        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
 
 
 def parse_model(model: type[M], data: Any) -> M:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "request body must be a JSON object")
     try:
-        return model.model_validate(data)
+        return model.model_validate({k: _integral(v) for k, v in data.items()})
     except ValidationError as exc:
         raise ApiError(400, "invalid_body", validation_detail(exc)) from None
 
 
 async def read_body(request: Request, model: type[M]) -> M:
+    declared = getattr(request.scope.get("route"), "body_model", model)
+    if declared is not model:
+        # The OpenAPI document would describe another body than the one checked here.
+        raise RuntimeError(f"route declares body {declared!r} but reads {model!r}")
     return parse_model(model, await read_json(request))

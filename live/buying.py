@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -15,10 +16,11 @@ from inventory.sweeper import Sweeper
 from live.bodies import Body, parse_model
 from live.errors import ApiError
 from live.services import Services
-from live.streams import LIVE
 from live.tokens import Claims
+from telemetry.metrics import RESERVATIONS, RESERVE_DURATION
 
 log = logging.getLogger("live.inventory")
+_OUTCOMES: dict[str, Any] = {}  # outcome -> its RESERVATIONS child (labels() costs a lookup)
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 
@@ -71,35 +73,62 @@ async def announce(
                 sku,
                 ended_sale["reason"],
                 ended_sale["sold"],
+                extra={"stream": sid, "sale": ended_sale["id"], "sku": sku},
             )
             await services.publisher.publish(sid, "sale.ended", ended_sale)
         if stock_changed or ended_sale is not None:
             await services.stock_feed.changed(sid, sku)
     except Exception:
-        log.exception("announcing a stock change of %s/%s failed", sid, sku)
+        log.exception("announcing a stock change of %s/%s failed", sid, sku,
+                      extra={"stream": sid, "sku": sku})
 
 
-async def buy(services: Services, sid: str, viewer: Claims, body: Any) -> tuple[int, dict]:
+async def buy(
+    services: Services, sid: str, viewer: Claims, body: Any, notify: bool = False
+) -> tuple[int, dict]:
+    """`reserve`, counted by outcome and timed (HTTP and websocket buys alike)."""
+    start = time.perf_counter()
+    outcome = "error"  # an unexpected failure (say Redis down)
+    try:
+        status, reservation = await reserve(services, sid, viewer, body, notify)
+        outcome = "created" if status == 201 else "replayed"
+        return status, reservation
+    except ApiError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        child = _OUTCOMES.get(outcome)
+        if child is None:
+            child = _OUTCOMES[outcome] = RESERVATIONS.labels(outcome)
+        child.inc()
+        RESERVE_DURATION.observe(time.perf_counter() - start)
+
+
+async def reserve(
+    services: Services, sid: str, viewer: Claims, body: Any, notify: bool = False
+) -> tuple[int, dict]:
     """Reserve `body = {"sku", "qty", "key"}` for `viewer` in stream `sid`.
 
     Returns (HTTP status, reservation JSON): 201 for a new reservation, 200 for the same
     idempotency key again. Raises ApiError with the PROTOCOL.md code otherwise
     (invalid_body, unknown_stream, stream_ended, unknown_sku, sold_out, limit_exceeded,
-    sale_not_active, idempotency_conflict, rate_limited).
+    sale_not_active, idempotency_conflict, rate_limited). `notify`: the reservation also
+    goes to the viewer's open sockets (an HTTP buy; a websocket buy is answered there).
+    The stream's own state (unknown, ended) is checked by the reserve script itself
+    (`Reservations(check_stream=True)`), one round trip in all.
     """
     if viewer.role != "viewer":
         raise ApiError(403, "forbidden", "buying needs a viewer token")
     req = parse_model(Buy, body)
-    stream = await services.streams.get(sid)
-    if stream is None:
-        raise ApiError(404, "unknown_stream", f"no stream {sid!r}")
-    if stream.status != LIVE:
-        raise ApiError(409, "stream_ended", "the stream has ended")
     try:
         outcome = await services.reservations.reserve(
-            sid, viewer.subject, req.sku, req.qty, req.key, req.sale_id
+            sid, viewer.subject, req.sku, req.qty, req.key, req.sale_id, notify
         )
     except ReservationError as exc:
+        if exc.code == "unknown_stream":
+            raise ApiError(404, "unknown_stream", f"no stream {sid!r}") from None
+        if exc.code == "stream_ended":
+            raise ApiError(409, "stream_ended", "the stream has ended") from None
         if exc.ended_sale is not None:
             await announce(services, sid, req.sku, False, exc.ended_sale)
         raise api_error(exc) from None

@@ -4,28 +4,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from live.app import SCHEMA_READY_ENV
-from live.config import ConfigError, Settings
+from live.data_dir import DataDir, DataDirError, embedded_redis_url
 from live.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from live.lifetime import SUPERVISOR_ENV
+from telemetry.exposition import multiprocess_dir, serve_metrics
+from telemetry.logs import logging_config, setup_logging
+
+if TYPE_CHECKING:
+    from live.config import Settings
 
 log = logging.getLogger("live")
 
 # Our own uvicorn websocket protocol: it serves /ws/streams/{id} without going through
 # per-viewer ASGI sends (see realtime/server.py).
 WS_PROTOCOL = "realtime.server:HubProtocol"
+# uvicorn's httptools protocol plus a header-size cap and read timeouts (live/http_limits.py).
+HTTP_PROTOCOL = "live.http_limits:LimitedHttpToolsProtocol"
 
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-    )
+# uvicorn's supervisor pings each worker every half second and SIGKILLs (then replaces)
+# one that has not answered within this many seconds. A worker answers from a thread it
+# starts only once its interpreter has re-imported this module (multiprocessing's spawn
+# runs `__main__` again), so this module imports nothing heavy (the settings and the app
+# are imported inside functions, the worker's after the answering thread runs), and the
+# allowance is well above uvicorn's 5 s default: on a loaded machine a worker that was
+# slow to start was killed and replaced again and again. A hung worker is still
+# replaced, only later.
+WORKER_HEALTHCHECK_TIMEOUT_S = 30
 
 
 async def _prepare_schema(url: str) -> None:
@@ -38,39 +49,28 @@ async def _prepare_schema(url: str) -> None:
         await engine.dispose()
 
 
-def _check_worker_settings() -> str | None:
-    """Workers read the hub and drain settings when they start; a bad value is reported
-    here, before anything starts, rather than as a worker's traceback."""
-    from orders.drain import DrainSettings
-    from realtime.settings import HubSettings
-
-    try:
-        HubSettings.from_env()
-        DrainSettings.from_env()
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from live import workers
 
-    error = _check_worker_settings()
-    if error is not None:
-        print(f"live serve: configuration error: {error}", file=sys.stderr)
-        return 2
     embedded: EmbeddedRedis | None = None
+    stack = contextlib.ExitStack()
+    data_dir = DataDir(settings.data_dir)
+    if settings.redis_url is None and not data_dir.try_lock("serve"):
+        # Two embedded servers on one AOF would corrupt it.
+        print(
+            f"live serve: data directory {settings.data_dir} is in use by "
+            f"{data_dir.holder()}; stop it first, or set LIVE_DATA_DIR to another directory",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if settings.redis_url is None:
-            embedded = EmbeddedRedis()
-            # Workers read the URL from the environment they inherit.
-            os.environ["LIVE_REDIS_URL"] = embedded.start()
+            log.info("embedded Redis keeps its state in %s", settings.data_dir.resolve())
+            embedded = data_dir.start_server()
+            settings = settings.model_copy(update={"redis_url": embedded.url})
         asyncio.run(_prepare_schema(settings.database_url))
-        os.environ[SCHEMA_READY_ENV] = "1"
         if args.no_drain:
-            os.environ["LIVE_DRAIN"] = "0"
-        if args.workers > 1:
-            os.environ[SUPERVISOR_ENV] = str(os.getpid())
+            settings = settings.model_copy(update={"drain_in_process": False})
         # uvicorn handles SIGINT/SIGTERM while it runs and re-raises them once it has
         # shut down; these handlers make that re-raise a no-op so that we get here to
         # stop the embedded server and exit 0.
@@ -79,58 +79,84 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log.info(
             "serving on http://%s:%d with %d worker(s)", args.host, args.port, args.workers
         )
-        uvicorn.run(
-            "live.app:create_app",
-            factory=True,
+        if args.workers > 1:
+            # Workers keep their metrics in a shared private directory, so that
+            # `GET /metrics` on any of them sums them all; removed on exit.
+            stack.enter_context(multiprocess_dir())
+        config = workers.WorkerConfig(
+            settings,
+            # The workers do not race to create the tables.
+            schema_ready=True,
+            # Workers stop with the supervisor, however it dies.
+            supervisor_pid=os.getpid() if args.workers > 1 else None,
             host=args.host,
             port=args.port,
             workers=args.workers,
+            http=HTTP_PROTOCOL,
             ws=WS_PROTOCOL,
             lifespan="on",
             log_level=settings.log_level,
+            # The same format for uvicorn's lines and for the workers' own loggers.
+            log_config=logging_config(settings.log_level, settings.log_format),
             access_log=args.access_log,
             timeout_graceful_shutdown=10,
-            # Longer than common client pools keep idle connections, so a request is
-            # rarely sent on a connection the server is just closing.
-            timeout_keep_alive=75,
+            # Idle keep-alive connections are closed after this (clients that reuse
+            # connections retry a request that raced the close; loadtest/ does).
+            timeout_keep_alive=settings.http_keepalive_s,
+            # Only used if uvicorn runs its h11 protocol; ours caps the head itself.
+            h11_max_incomplete_event_size=settings.http_max_header_bytes,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S,
         )
+        workers.run(config)
     finally:
+        stack.close()
         if embedded is not None:
             embedded.stop()
+        data_dir.unlock()
     return 0
 
 
-def _shared_redis_url(settings: Settings, command: str) -> str | None:
-    if settings.redis_url is None:
-        # An embedded Redis of its own would hold no events: it must share the service's.
-        print(f"live {command}: set LIVE_REDIS_URL to the service's Redis", file=sys.stderr)
-    return settings.redis_url
+@contextlib.contextmanager
+def _shared_redis_url(settings: Settings, command: str) -> Iterator[str]:
+    """LIVE_REDIS_URL, or else the embedded server of LIVE_DATA_DIR: the one `live serve`
+    runs there, or one started on its persisted state while this command runs."""
+    if settings.redis_url is not None:
+        yield settings.redis_url
+        return
+    with embedded_redis_url(settings.data_dir, command) as url:
+        yield url
 
 
 def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
-    from orders.drain import DrainSettings
     from orders.runner import run_drainer
 
-    redis_url = _shared_redis_url(settings, "drain")
-    if redis_url is None:
-        return 2
-    try:
-        drain_settings = DrainSettings.from_env()
-    except ValueError as exc:
-        print(f"live drain: configuration error: {exc}", file=sys.stderr)
-        return 2
-    return asyncio.run(run_drainer(redis_url, settings.database_url, drain_settings))
+    metrics_port = settings.drain.metrics_port
+    if metrics_port:
+        # Its own counters (orders drained, batches, failures), for Prometheus.
+        serve_metrics(metrics_port, settings.host)
+        log.info("drainer metrics on http://%s:%d/metrics", settings.host, metrics_port)
+    with _shared_redis_url(settings, "drain") as redis_url:
+        return asyncio.run(
+            run_drainer(redis_url, settings.database_url, settings.drain, settings.redis_cluster)
+        )
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from orders.runner import run_reconcile
 
-    redis_url = _shared_redis_url(settings, "reconcile")
-    if redis_url is None:
-        return 2
-    return asyncio.run(
-        run_reconcile(redis_url, settings.database_url, args.stream_id, args.wait)
-    )
+    with _shared_redis_url(settings, "reconcile") as redis_url:
+        return asyncio.run(
+            run_reconcile(
+                redis_url,
+                settings.database_url,
+                args.stream_id,
+                args.wait,
+                repair=args.repair,
+                drop_dead_letters=args.drop_dead_letters,
+                cluster=settings.redis_cluster,
+                group=settings.drain.group,
+            )
+        )
 
 
 def build_parser(settings_host: str, settings_port: int) -> argparse.ArgumentParser:
@@ -155,23 +181,39 @@ def build_parser(settings_host: str, settings_port: int) -> argparse.ArgumentPar
     rec.add_argument(
         "--wait", type=float, default=10.0, help="seconds to wait for the drainer to catch up"
     )
+    rec.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild the stream's Redis stock from SQL merged with Redis, replay its "
+        "dead letters, then compare again",
+    )
+    rec.add_argument(
+        "--drop-dead-letters",
+        action="store_true",
+        help="discard the stream's dead letters (after you dealt with them)",
+    )
     rec.set_defaults(func=cmd_reconcile)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from live.config import ConfigError, Settings
+
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         print(f"live: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     args = build_parser(settings.host, settings.port).parse_args(argv)
     if getattr(args, "workers", 1) < 1:
         print("live: --workers must be at least 1", file=sys.stderr)
         return 2
     try:
         return int(args.func(args, settings))
+    except DataDirError as exc:
+        print(f"live: configuration error: {exc}", file=sys.stderr)
+        return 2
     except EmbeddedRedisError as exc:
         print(f"live: {exc}", file=sys.stderr)
         return 1

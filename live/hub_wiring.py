@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from live import buying
-from live.errors import ApiError
-from live.redis_client import redis_client
+from inventory.guard import StreamRecovering
+from live import buying, ws_requests
+from live.errors import ApiError, recovering
 from live.services import Services
 from live.state import stream_state
 from live.tokens import TokenError
 from realtime.backend import HubError, Viewer
 from realtime.hub import Hub
 from realtime.settings import HubSettings
+from rediskit.client import redis_client
 
 
 class LiveBackend:
@@ -37,11 +38,24 @@ class LiveBackend:
             _, reservation = await buying.buy(self.services, sid, viewer.claims, payload)
         except ApiError as exc:
             raise HubError(exc.code, exc.detail) from None
+        except StreamRecovering:
+            e = recovering(sid)
+            raise HubError(e.code, e.detail) from None
         return reservation
 
+    def handles(self, kind: str) -> bool:
+        return kind in ws_requests.HANDLERS
 
-def build_hub(services: Services, redis_url: str) -> Hub:
+    async def request(
+        self, sid: str, viewer: Viewer, kind: str, msg: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        return await ws_requests.handle(self.services, sid, viewer.claims, kind, msg)
+
+
+def build_hub(services: Services, redis_url: str, settings: HubSettings) -> Hub:
     # A client of its own without decode_responses: broadcast bytes pass through as is.
-    redis = redis_client(redis_url, max_connections=100, decode_responses=False)
-    settings = HubSettings.from_env()
+    redis = redis_client(
+        redis_url, max_connections=100, decode_responses=False,
+        cluster=services.settings.redis_cluster,
+    )
     return Hub(redis, LiveBackend(services), settings)

@@ -8,9 +8,6 @@ import signal
 
 PR_SET_PDEATHSIG = 1
 
-# `live serve --workers N` sets this to its own pid for the worker processes it starts.
-SUPERVISOR_ENV = "LIVE_SUPERVISOR_PID"
-
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """Ask the kernel to send `sig` to this process when its parent dies, however it
@@ -19,11 +16,11 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     libc.prctl(PR_SET_PDEATHSIG, sig)
 
 
-def bind_worker_to_supervisor() -> None:
-    """In a worker of `live serve --workers N`: stop when the supervisor is gone."""
-    supervisor = os.environ.get(SUPERVISOR_ENV)
-    if not supervisor:
+def bind_worker_to_supervisor(supervisor_pid: int | None) -> None:
+    """In a worker of `live serve --workers N` (the supervisor's pid given): stop when
+    the supervisor is gone."""
+    if supervisor_pid is None:
         return
     die_with_parent()
-    if os.getppid() != int(supervisor):  # it died before we asked
+    if os.getppid() != supervisor_pid:  # it died before we asked
         os.kill(os.getpid(), signal.SIGTERM)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from inventory.streams import Stream
 from live.services import Services
-from live.streams import Stream
 from orders.queries import archived_products
 from realtime.stats import read_stats
 
@@ -15,11 +15,13 @@ async def stream_state(services: Services, stream: Stream) -> dict[str, Any]:
     if stream.archived:
         return await archived_state(services, stream)
     products = await services.catalog.list_with_stock(stream.id)
+    stats = await read_stats(services.redis, stream.id)
     state = stream.to_json()
     state.update(
         products=products,
         sales=await services.sales.active(stream.id),
-        viewers=(await read_stats(services.redis, stream.id))["viewers"],
+        viewers=stats["viewers"],
+        likes=stats["likes"],  # the total, for a page that joins late
         seq=await services.publisher.last_seq(stream.id),
     )
     return state
@@ -33,6 +35,7 @@ async def archived_state(services: Services, stream: Stream) -> dict[str, Any]:
         products=await archived_products(services.engine, stream.id),
         sales=[],
         viewers=0,
+        likes=0,
         seq=None,
     )
     return state

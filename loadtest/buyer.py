@@ -28,6 +28,7 @@ class BuyerUser(ViewerUser):
         self.sales: Queue = Queue()  # skus on sale that this buyer has not tried yet
         self.tried: set[str] = set()
         self.reply: AsyncResult | None = None
+        self.reply_key = ""
         super().on_start()
 
     # --- reader side ---------------------------------------------------------------
@@ -40,8 +41,11 @@ class BuyerUser(ViewerUser):
         elif type_ == "hello":
             for sale in data.get("sales") or data.get("active_sales") or []:
                 self._on_sale(sale)
-        elif type_ == "reservation" and self.reply is not None:
-            self.reply.set(msg)
+        elif type_ == "reservation":
+            # Only the answer to the buy in flight: the service also tells the socket
+            # about reservations made, paid or cancelled over HTTP (the buyer's own).
+            if self.reply is not None and data.get("key") == self.reply_key:
+                self.reply.set(msg)
             return
         super().on_message(msg)
 
@@ -90,8 +94,9 @@ class BuyerUser(ViewerUser):
             return None
         tally = shared.shared(self.environment).tally
         self.reply = AsyncResult()
+        self.reply_key = uuid.uuid4().hex
         t0 = time.perf_counter()
-        self.socket.send({"type": "buy", "sku": sku, "qty": 1, "key": uuid.uuid4().hex})
+        self.socket.send({"type": "buy", "sku": sku, "qty": 1, "key": self.reply_key})
         tally.buys += 1
         try:
             msg = self.reply.get(timeout=BUY_TIMEOUT_S)

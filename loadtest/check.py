@@ -1,6 +1,6 @@
 """Did the deployment hold? Run after a load test:
 
-    python -m loadtest.check                      # reads loadtest-run.json from the run
+    python -m loadtest.check                      # reads loadtest/out/run.json from the run
     python -m loadtest.check --url URL --stream-id ID --host-token TOKEN
 
 It checks, and prints one line per check with PASS or FAIL:
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--run-file",
-        default="loadtest-run.json",
+        default="loadtest/out/run.json",
         help="written by the Locust master (--run-file there)",
     )
     ap.add_argument("--url", help="service URL (default: from the run file)")

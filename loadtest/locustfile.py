@@ -15,12 +15,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from locust import events
 from locust.env import Environment
 
-from loadtest import options, shared  # noqa: F401  (they register listeners)
+from loadtest import options, shared, social  # noqa: F401  (they register listeners)
 from loadtest.buyer import BuyerUser
 from loadtest.host import HostUser
+from loadtest.social import GroupBuyUser
 from loadtest.viewer import ViewerUser
 
-__all__ = ["BuyerUser", "HostUser", "ViewerUser"]
+__all__ = ["BuyerUser", "GroupBuyUser", "HostUser", "ViewerUser"]
 
 
 @events.init.add_listener
@@ -29,5 +30,7 @@ def split_audience(environment: Environment, **_: Any) -> None:
     opts = environment.parsed_options
     if opts is not None:
         share = min(1.0, max(0.0, opts.buyer_share))
+        groups = min(1.0 - share, max(0.0, opts.group_share))
         BuyerUser.weight = round(share * 1000)
-        ViewerUser.weight = 1000 - BuyerUser.weight
+        GroupBuyUser.weight = round(groups * 1000)
+        ViewerUser.weight = 1000 - BuyerUser.weight - GroupBuyUser.weight

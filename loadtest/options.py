@@ -17,11 +17,19 @@ def add_options(parser: Any) -> None:
     # Which stream: a fresh one created at test start, or an existing one.
     g.add_argument("--stream-id", default="", help="use this existing stream (needs --host-token)")
     g.add_argument("--host-token", default="", is_secret=True, help="host token of --stream-id")
+    g.add_argument(
+        "--admin-key",
+        default="",
+        env_var="LOCUST_ADMIN_KEY",
+        is_secret=True,
+        help="the target's LIVE_ADMIN_KEY: streams and viewers are created with it, each "
+        "viewer with an external_id of its own",
+    )
     g.add_argument("--products", type=int, default=3, help="products the setup lists")
     g.add_argument("--stock", type=int, default=1000, help="stock of each product")
     g.add_argument(
         "--run-file",
-        default="loadtest-run.json",
+        default="loadtest/out/run.json",
         help="where the master writes the stream id, host token and viewer tallies",
     )
     # Audience behaviour.

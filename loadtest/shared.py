@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -116,11 +117,19 @@ def run_info(env: Environment, timeout_s: float = 60.0) -> RunInfo:
 # --- setup --------------------------------------------------------------------------
 
 
-def create_stream(url: str, products: int, stock: int) -> RunInfo:
+def admin_headers(admin_key: str) -> dict[str, str]:
+    """What a deployment running with LIVE_ADMIN_KEY needs to create streams and viewers."""
+    return {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
+
+
+def create_stream(url: str, products: int, stock: int, admin_key: str = "") -> RunInfo:
     """A fresh stream with `products` products of `stock` units, the first one pinned."""
     http = requests.Session()
     r = http.post(
-        f"{url}/api/streams", json={"title": "Load test", "host_name": "Locust"}, timeout=30
+        f"{url}/api/streams",
+        json={"title": "Load test", "host_name": "Locust"},
+        headers=admin_headers(admin_key),
+        timeout=30,
     )
     r.raise_for_status()
     body = r.json()
@@ -171,7 +180,7 @@ def on_test_start(environment: Environment, **_: Any) -> None:
             raise RuntimeError("--stream-id needs --host-token")
         state.info = existing_stream(url, opts.stream_id, opts.host_token)
     else:
-        state.info = create_stream(url, opts.products, opts.stock)
+        state.info = create_stream(url, opts.products, opts.stock, opts.admin_key)
     state.ready.set()
     write_run_file(environment)
     if isinstance(environment.runner, MasterRunner):
@@ -266,6 +275,7 @@ def write_run_file(env: Environment) -> None:
     if not path:
         return
     body = {"run": asdict(state.info), "tally": merged_tally(env), "written_at": time.time()}
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         json.dump(body, f, indent=1)
 

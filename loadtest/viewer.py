@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from typing import Any
 
 from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 
-from loadtest import shared
+from loadtest import shared, social
 from loadtest.wsclient import LiveSocket, ws_url
 
 COMMENTS = [
@@ -45,9 +46,14 @@ class ViewerUser(FastHttpUser):
         self.opts = self.environment.parsed_options
         self.viewer_id = ""
         self.next_comment_at = 0.0
+        signup: dict[str, str] = {"name": f"viewer-{random.randrange(10**6)}"}
+        if self.opts.admin_key:
+            # A platform mints its users' viewers by their own id: one per simulated user.
+            signup["external_id"] = f"loadtest-{uuid.uuid4().hex}"
         with self.client.post(
             "/api/viewers",
-            json={"name": f"viewer-{random.randrange(10**6)}"},
+            json={**signup, **social.signup_ref(self.environment)},
+            headers=shared.admin_headers(self.opts.admin_key),
             name="/api/viewers",
             catch_response=True,
         ) as r:

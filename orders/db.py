@@ -1,16 +1,22 @@
-"""Engine, schema (Alembic migrations) and sessions of the order store."""
+"""Engine and schema (Alembic migrations) of the order store."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_incrementing,
+)
 
 log = logging.getLogger("orders.db")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -21,6 +27,10 @@ _MIGRATION_LOCK_ID = 0x6C697665
 
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            # The default file lives in LIVE_DATA_DIR, which may not exist yet.
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -53,28 +63,32 @@ def _upgrade(conn: Connection) -> None:
 
 async def create_schema(engine: AsyncEngine, attempts: int = 20) -> None:
     """Bring the schema to the newest migration; safe when several processes start."""
-    for attempt in range(1, attempts + 1):
-        try:
+    # SQLite has no advisory lock: a process that loses the race to create a table sees
+    # "already exists" and tries again once the winner is done (waits of 0.05 s, 0.1 s,
+    # ... as before). PostgreSQL serialises the migrations itself: no retry there.
+    sqlite = engine.dialect.name == "sqlite"
+
+    def raced(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.info("schema migration raced another process (%s); retrying",
+                 getattr(exc, "orig", exc))
+
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(lambda exc: sqlite and isinstance(exc, DBAPIError)),
+        stop=stop_after_attempt(attempts),
+        wait=wait_incrementing(start=0.05, increment=0.05),
+        before_sleep=raced,
+        reraise=True,
+    ):
+        with attempt:
             async with engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     await conn.execute(
                         text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_ID}
                     )
                 await conn.run_sync(_upgrade)
-            return
-        except DBAPIError as exc:
-            # SQLite has no advisory lock: a process that loses the race to create a
-            # table sees "already exists" and tries again once the winner is done.
-            if attempt == attempts or engine.dialect.name != "sqlite":
-                raise
-            log.info("schema migration raced another process (%s); retrying", exc.orig)
-            await asyncio.sleep(0.05 * attempt)
 
 
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
-
-
-def sessions(engine: AsyncEngine) -> async_sessionmaker:
-    return async_sessionmaker(engine, expire_on_commit=False)

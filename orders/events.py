@@ -13,16 +13,29 @@ from typing import Any
 
 import orjson
 
-from orders.models import CANCELLED, EXPIRED, PAID, RESERVED, TERMINAL
+from orders import social_events
+from orders.ledger import ledger_lines
+from orders.models import (
+    CANCELLED,
+    EXPIRED,
+    GROUP_PENDING,
+    PAID,
+    REFUNDED,
+    RESERVED,
+    supersedes,
+)
+from rediskit.codec import text
 
 RESERVATION_STATUS = {
     "reservation.created": RESERVED,
     "reservation.confirmed": PAID,
     "reservation.cancelled": CANCELLED,
     "reservation.expired": EXPIRED,
+    "reservation.group_pending": GROUP_PENDING,
+    "reservation.refunded": REFUNDED,
 }
 # Events the order store has no table for; they are acknowledged and skipped.
-IGNORED = frozenset({"sale.started", "sale.ended"})
+IGNORED = frozenset({"sale.started", "sale.ended", *social_events.IGNORED})
 
 
 class BadEvent(ValueError):
@@ -35,10 +48,17 @@ class Batch:
     ended: dict[str, dict[str, Any]] = field(default_factory=dict)
     products: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Group buys and referrals (orders/social_events.py, orders/ledger.py).
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    referrals: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    ledger: dict[tuple[str, int, str], dict[str, Any]] = field(default_factory=dict)
     bad: list[tuple[str, str, str]] = field(default_factory=list)  # key, entry id, why
 
     def __len__(self) -> int:
-        return len(self.streams) + len(self.ended) + len(self.products) + len(self.orders)
+        return (
+            len(self.streams) + len(self.ended) + len(self.products) + len(self.orders)
+            + len(self.groups) + len(self.referrals) + len(self.ledger)
+        )
 
     def add(self, key: str, entry_id: str, fields: dict[str, Any]) -> None:
         try:
@@ -47,7 +67,7 @@ class Batch:
             self.bad.append((key, entry_id, str(exc)))
 
     def _add(self, fields: dict[str, Any]) -> None:
-        type_ = _text(fields.get("type") or fields.get(b"type"))
+        type_ = text(fields.get("type") or fields.get(b"type"))
         raw = fields.get("data") or fields.get(b"data")
         if type_ in IGNORED:
             return
@@ -60,6 +80,8 @@ class Batch:
         try:
             if type_ in RESERVATION_STATUS:
                 self._reservation(RESERVATION_STATUS[type_], data)
+            elif type_ in social_events.TYPES:
+                social_events.add(self, type_, data)
             elif type_ == "stream.created":
                 self.streams[str(data["id"])] = {
                     "id": str(data["id"]),
@@ -96,9 +118,10 @@ class Batch:
             raise BadEvent(f"{type_}: bad or missing field {exc}") from None
 
     def _reservation(self, status: str, d: dict[str, Any]) -> None:
+        has_order = status in (PAID, GROUP_PENDING, REFUNDED)
         row = {
             "id": str(d["id"]),
-            "order_id": str(d["order_id"]) if status == PAID else None,
+            "order_id": str(d["order_id"]) if has_order else None,
             "stream_id": str(d["stream_id"]),
             "viewer_id": str(d["viewer_id"]),
             "sku": str(d["sku"]),
@@ -109,17 +132,19 @@ class Batch:
             "status": status,
             "created_at": int(d["created_at"]),
             "expires_at": _opt_int(d.get("expires_at")),
-            "paid_at": int(d["paid_at"]) if status == PAID else None,
+            "paid_at": int(d["paid_at"]) if has_order else None,
             "cancelled_at": int(d["cancelled_at"]) if status == CANCELLED else None,
             "expired_at": int(d["expired_at"]) if status == EXPIRED else None,
+            "group_id": _opt_str(d.get("group_id")),
+            "refunded_at": int(d["refunded_at"]) if status == REFUNDED else None,
         }
+        # Commission lines come from the event itself (it carries the referrer chain and
+        # rates), keyed like the ledger's unique constraint.
+        for line in ledger_lines(status, d):
+            self.ledger[(line["order_id"], line["level"], line["kind"])] = line
         seen = self.orders.get(row["id"])
-        if seen is None or (seen["status"] not in TERMINAL and status in TERMINAL):
+        if seen is None or supersedes(seen["status"], status):
             self.orders[row["id"]] = row
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _opt_int(v: Any) -> int | None:

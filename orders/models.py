@@ -39,13 +39,31 @@ class ProductRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
-# Statuses of a reservation row. `reserved` is the only non-terminal one.
+# Statuses of a reservation row. `reserved` and `group_pending` (a group member paid,
+# the group is not formed yet) are the only non-terminal ones.
 RESERVED = "reserved"
 PAID = "paid"
 CANCELLED = "cancelled"
 EXPIRED = "expired"
-STATUSES = (RESERVED, PAID, CANCELLED, EXPIRED)
-TERMINAL = (PAID, CANCELLED, EXPIRED)
+GROUP_PENDING = "group_pending"
+REFUNDED = "refunded"
+STATUSES = (RESERVED, PAID, CANCELLED, EXPIRED, GROUP_PENDING, REFUNDED)
+# The only moves a row's status makes, whatever order its events are applied in:
+# `reserved` to anything else; a group member's payment to `paid` (group formed) or
+# `refunded` (group failed, or the host refunded); `paid` to `refunded` (host refund).
+# Everything else is final: a terminal status is never overwritten.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    RESERVED: (PAID, CANCELLED, EXPIRED, GROUP_PENDING, REFUNDED),
+    GROUP_PENDING: (PAID, REFUNDED),
+    PAID: (REFUNDED,),
+}
+# Units of these hold stock (not returned): reconcile and archived stock count them.
+HOLDING = (RESERVED, PAID, GROUP_PENDING)
+
+
+def supersedes(old: str, new: str) -> bool:
+    """Whether a row at status `old` takes status `new`."""
+    return new in TRANSITIONS.get(old, ())
 
 
 class OrderRow(Base):
@@ -68,6 +86,9 @@ class OrderRow(Base):
     paid_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     cancelled_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     expired_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Group buys and refunds (migration 0002): the member's group, when refunded.
+    group_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    refunded_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
         # Keyset pagination newest first: WHERE stream_id = ? AND (created_at, id) < (?, ?)

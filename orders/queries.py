@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from typing import Any
 
 import orjson
 from sqlalchemy import and_, case, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orders.models import PAID, RESERVED, STATUSES, OrderRow, ProductRow, StreamRow
+from orders.models import GROUP_PENDING, HOLDING, PAID, STATUSES, OrderRow, ProductRow, StreamRow
 
 MAX_PAGE = 200
 
@@ -19,19 +21,48 @@ class BadCursor(ValueError):
     pass
 
 
-def encode_cursor(created_at: int, rid: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([created_at, rid])).decode().rstrip("=")
+# A cursor is the (created_at, id) of the last order of a page, signed with the
+# service's secret: the API only accepts cursors it issued, so no crafted value (a huge
+# integer, a wrong type) ever reaches SQL. The shape is checked again all the same.
+MAX_CURSOR_LEN = 200
+MAX_CREATED_AT = 2**53
+_MAC_BYTES = 16
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    if len(cursor) > 200:
-        raise BadCursor("cursor too long")
+def _mac(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, b"orders-cursor\n" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def encode_cursor(secret: bytes, created_at: int, rid: str) -> str:
+    payload = orjson.dumps([created_at, rid])
+    return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
+
+
+def decode_cursor(secret: bytes, cursor: str) -> tuple[int, str]:
+    if len(cursor) > MAX_CURSOR_LEN or not cursor.isascii():
+        raise BadCursor("not a cursor this service issued")
+    body, _, mac = cursor.partition(".")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, rid = orjson.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
+        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        given = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))
+    except (binascii.Error, ValueError):
+        raise BadCursor("not a cursor this service issued") from None
+    if not hmac.compare_digest(given, _mac(secret, payload)):
+        raise BadCursor("not a cursor this service issued")
+    try:
+        created_at, rid = orjson.loads(payload)
+    except (ValueError, TypeError):
         raise BadCursor("malformed cursor") from None
-    if not isinstance(created_at, int) or not isinstance(rid, str):
+    if (
+        type(created_at) is not int
+        or not 0 <= created_at < MAX_CREATED_AT
+        or not isinstance(rid, str)
+        or len(rid) > 64
+    ):
         raise BadCursor("malformed cursor")
     return created_at, rid
 
@@ -53,6 +84,8 @@ def order_json(row: Any) -> dict[str, Any]:
         "paid_at": row.paid_at,
         "cancelled_at": row.cancelled_at,
         "expired_at": row.expired_at,
+        "group_id": row.group_id,
+        "refunded_at": row.refunded_at,
     }
 
 
@@ -62,14 +95,17 @@ async def orders_page(
     limit: int,
     cursor: str | None = None,
     status: str | None = None,
+    *,
+    secret: bytes,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first by (created_at, id): a keyset page, stable while rows are added."""
+    """Newest first by (created_at, id): a keyset page, stable while rows are added.
+    `secret` signs the next page's cursor and checks the one given (BadCursor)."""
     t = OrderRow.__table__
     where = [t.c.stream_id == sid]
     if status is not None:
         where.append(t.c.status == status)
     if cursor is not None:
-        created_at, rid = decode_cursor(cursor)
+        created_at, rid = decode_cursor(secret, cursor)
         if engine.dialect.name == "sqlite":
             where.append(
                 or_(t.c.created_at < created_at, and_(t.c.created_at == created_at, t.c.id < rid))
@@ -81,8 +117,22 @@ async def orders_page(
         rows = (await conn.execute(stmt)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    nxt = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    nxt = encode_cursor(secret, rows[-1].created_at, rows[-1].id) if more and rows else None
     return [order_json(r) for r in rows], nxt
+
+
+async def reservation_record(engine: AsyncEngine, rid: str) -> dict[str, Any] | None:
+    """A reservation as SQL keeps it, in the shape Redis answered with (after Redis
+    purged it, LIVE_SETTLED_RETENTION_S after it settled), or None."""
+    t = OrderRow.__table__
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(t).where(t.c.id == rid))).first()
+    if row is None:
+        return None
+    out = {
+        k: v for k, v in row._mapping.items() if v is not None or k in ("sale_id", "order_id")
+    }
+    return out
 
 
 async def order_totals(engine: AsyncEngine, sid: str) -> dict[str, int]:
@@ -121,12 +171,12 @@ async def stream_record(engine: AsyncEngine, sid: str) -> dict[str, Any] | None:
 
 async def archived_products(engine: AsyncEngine, sid: str) -> list[dict[str, Any]]:
     """The stream's products from SQL, oldest first, each with `stock_left`: its stock
-    less the units of its reserved and paid orders (what Redis said once every sale and
-    reservation of the stream was over)."""
+    less the units of its reserved, group-pending and paid orders (what Redis said once
+    every sale and reservation of the stream was over)."""
     p, o = ProductRow.__table__, OrderRow.__table__
     taken = (
         select(o.c.sku, func.coalesce(func.sum(o.c.qty), 0).label("units"))
-        .where(o.c.stream_id == sid, o.c.status.in_((RESERVED, PAID)))
+        .where(o.c.stream_id == sid, o.c.status.in_(HOLDING))
         .group_by(o.c.sku)
         .subquery()
     )
@@ -151,3 +201,17 @@ async def archived_products(engine: AsyncEngine, sid: str) -> list[dict[str, Any
         }
         for r in rows
     ]
+
+
+async def paid_order(engine: AsyncEngine, rid: str) -> dict[str, Any] | None:
+    """The order of reservation `rid` if SQL has it as paid or group_pending (a confirm
+    that answered 200 is there even when Redis has lost it)."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(OrderRow).where(
+                    OrderRow.id == rid, OrderRow.status.in_((PAID, GROUP_PENDING))
+                )
+            )
+        ).first()
+    return {**order_json(row), "stream_id": row.stream_id} if row is not None else None

@@ -29,10 +29,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory import keys as inv_keys
-from live.streams import meta_key
-from orders.drain import GROUP
-from orders.models import PAID, RESERVED, STATUSES, OrderRow, ProductRow
+from inventory.rebuild import checked_here
+from inventory.streams import meta_key
+from orders import deadletter
+from orders.drain_settings import GROUP
+from orders.group_reconcile import reconcile_groups
+from orders.models import HOLDING, STATUSES, OrderRow, ProductRow
 from orders.queries import order_totals, stream_record
+from rediskit.codec import text
 
 COMPARED = ("status", "order_id", "sku", "qty", "price_cents", "viewer_id")
 
@@ -51,10 +55,15 @@ class Report:
     # Set when the stream's Redis state was retired: only SQL knows it now.
     retired_ended_at: int | None = None
     paid_sql: int = 0
+    # Events the drainer set aside (orders/deadletter.py): SQL lacks them.
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    # The stream has not been checked against SQL on the running Redis server yet
+    # (restart or failover since): its next change rebuilds it (inventory/guard.py).
+    unchecked: bool = False
 
     @property
     def agree(self) -> bool:
-        return not self.differences
+        return not self.differences and not self.dead_letters
 
     def render(self) -> str:
         if self.retired_ended_at is not None:
@@ -71,6 +80,20 @@ class Report:
         ]
         if self.waiting_events:
             lines.append(f"note: {self.waiting_events} events not yet drained into SQL")
+        if self.unchecked:
+            lines.append(
+                "note: not yet checked against SQL on this Redis server (it restarted or "
+                "failed over since); its next change rebuilds it, --repair does it now"
+            )
+        if self.dead_letters:
+            lines.append(
+                f"DEAD LETTERS: {len(self.dead_letters)} event(s) the drainer set aside "
+                "(SQL lacks them; fix the cause, then --repair replays them)"
+            )
+            lines.extend(
+                f"  {d['id']}: {d['type']} (event {d['entry']}): {d['why']}"
+                for d in self.dead_letters
+            )
         if self.agree:
             lines.append("OK: Redis and SQL agree")
         else:
@@ -85,8 +108,7 @@ async def waiting_events(redis: Redis, sid: str, group: str = GROUP) -> int:
     except Exception:
         return 0
     for g in groups:
-        name = g.get("name")
-        if (name.decode() if isinstance(name, bytes) else name) == group:
+        if text(g.get("name")) == group:
             return int(g.get("pending") or 0) + int(g.get("lag") or 0)
     return int(await redis.xlen(inv_keys.events(sid)))
 
@@ -116,9 +138,15 @@ async def reconcile(
         pipe.hgetall(inv_keys.stock(sid))
         pipe.hgetall(inv_keys.held(sid))
         pipe.hgetall(inv_keys.reservations(sid))
-        events_exist, products, stock, held, reservations = await pipe.execute()
+        pipe.hgetall(inv_keys.purged(sid))
+        (
+            events_exist, products, stock, held, reservations, purged_raw
+        ) = await pipe.execute()
     if not events_exist:  # retired while we waited for the drainer
         return await _retired(engine, sid)
+    report.unchecked = not await checked_here(redis, sid)
+    await deadletter.recount(redis, sid)
+    report.dead_letters = await deadletter.listed(redis, sid)
     redis_res = {
         str(k if isinstance(k, str) else k.decode()): _load(v) for k, v in reservations.items()
     }
@@ -141,8 +169,24 @@ async def reconcile(
     for rid in sorted(redis_res.keys() - sql_res.keys()):
         r = redis_res[rid]
         diff.append(f"{rid}: {r.get('status')} in Redis, missing in SQL")
-    for rid in sorted(sql_res.keys() - redis_res.keys()):
+    # Cancelled, expired and refunded reservations past LIVE_SETTLED_RETENTION_S were
+    # purged from Redis, which counted them: as many such SQL rows may be missing there.
+    purged = {text(k): int(v) for k, v in purged_raw.items()}
+    only_sql = sorted(sql_res.keys() - redis_res.keys())
+    # Only reservations whose units went back to stock are purged; a holding one must
+    # still be in Redis.
+    open_only_sql = [rid for rid in only_sql if sql_res[rid]["status"] in HOLDING]
+    for rid in open_only_sql:
         diff.append(f"{rid}: {sql_res[rid]['status']} in SQL, unknown to Redis")
+    settled_only_sql = len(only_sql) - len(open_only_sql)
+    if settled_only_sql != purged.get("rows", 0):
+        diff.append(
+            f"{settled_only_sql} settled reservations in SQL unknown to Redis, "
+            f"{purged.get('rows', 0)} purged from Redis"
+        )
+        for rid in only_sql:
+            if sql_res[rid]["status"] not in HOLDING:
+                diff.append(f"{rid}: {sql_res[rid]['status']} in SQL, unknown to Redis")
     for rid in sorted(redis_res.keys() & sql_res.keys()):
         r, s = redis_res[rid], sql_res[rid]
         for col in COMPARED:
@@ -151,10 +195,13 @@ async def reconcile(
 
     held_units: dict[str, dict[str, int]] = defaultdict(lambda: {"redis": 0, "sql": 0})
     for r in redis_res.values():
-        if r.get("status") in (RESERVED, PAID):
+        if r.get("status") in HOLDING:
             held_units[str(r["sku"])]["redis"] += int(r["qty"])
+    for name, units in purged.items():
+        if name.startswith("paid:"):
+            held_units[name[5:]]["redis"] += units
     for s in sql_res.values():
-        if s["status"] in (RESERVED, PAID):
+        if s["status"] in HOLDING:
             held_units[s["sku"]]["sql"] += s["qty"]
 
     for sku_raw, raw in sorted(products.items()):
@@ -175,6 +222,7 @@ async def reconcile(
             diff.append(
                 f"sku {sku}: {units['redis']} units reserved/paid in Redis, {units['sql']} in SQL"
             )
+    diff.extend(await reconcile_groups(redis, engine, sid, redis_res))
     return report
 
 

@@ -23,13 +23,17 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from redis.asyncio import Redis
 
 from inventory import keys as inv_keys
 from inventory.registry import stream_pages
-from live.streams import ENDED_STREAMS, meta_key
+from inventory.streams import ENDED_STREAMS, meta_key
+from orders.cluster import run_script_many
 from realtime import keys as rt_keys
+from rediskit.codec import now_ms, text
+from rediskit.lua import Script
 
 log = logging.getLogger("orders.retention")
 
@@ -49,98 +53,16 @@ TRIM_LIMIT = 10_000
 # after this long (at most; short retentions retry sooner).
 RETRY_MAX_MS = 60_000
 
-# Shared by both scripts: stream ids compared as (ms, seq) pairs.
-_IDS_LUA = """
-local function parse_id(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function older(a, b)
-  local am, as = parse_id(a)
-  local bm, bs = parse_id(b)
-  return am < bm or (am == bm and as < bs)
-end
-local function fields(flat)
-  local f = {}
-  for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
-  return f
-end
-"""
-
-# KEYS[1] events stream; ARGV[1] retention (ms), ARGV[2] most entries to remove.
-# Returns {entries removed, the MINID used ('' when nothing may go)}.
-#
-# The cut is approximate (`MINID ~`): Redis then only frees whole radix-tree nodes whose
-# entries are all older than the cut, which is cheap and, with LIMIT, bounded per call.
-# It may keep a node's worth of entries more than an exact cut would (at most
-# stream-node-max-entries / -bytes, 100 entries or 4 KB by default); it never removes an
-# entry at or after the cut, and that is the only property safety needs. An exact cut
-# would have to rewrite the partly-trimmed node on every pass and cannot take LIMIT.
-TRIM_LUA = (
-    _IDS_LUA
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
-local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
--- No group has read anything yet: everything is still needed.
-if #groups == 0 then return {0, ''} end
--- Entry ids are Redis clock times, so the window is measured on the Redis clock too.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cut = string.format('%d-0', math.max(0, now - tonumber(ARGV[1])))
-for _, flat in ipairs(groups) do
-  local g = fields(flat)
-  -- Entries after last-delivered-id were never read by this group; of the ones before,
-  -- the pending ones (delivered, not acknowledged) start at XPENDING's smallest id.
-  local needed = g['last-delivered-id']
-  if tonumber(g['pending']) > 0 then
-    needed = redis.call('XPENDING', KEYS[1], g['name'])[2]
-  end
-  if older(needed, cut) then cut = needed end
-end
-local removed = redis.call('XTRIM', KEYS[1], 'MINID', '~', cut, 'LIMIT', ARGV[2])
-return {removed, cut}
-"""
-)
-
-# KEYS[1] meta, KEYS[2] events, KEYS[3] expiry, KEYS[4..] the stream's other keys;
-# ARGV[1] retire streams that ended at or before this time (ms).
-# Returns {outcome, ended_at or ''}: 'retired' (every key deleted), 'gone' (no meta:
-# retired already), 'live' (not ended), 'recent' (ended after ARGV[1]),
-# 'open_reservations', 'undrained'.
-RETIRE_LUA = (
-    _IDS_LUA
-    + """
-local ended_at = redis.call('HGET', KEYS[1], 'ended_at')
-if not ended_at then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', ''} end
-  return {'live', ''}
-end
-if tonumber(ended_at) > tonumber(ARGV[1]) then return {'recent', ended_at} end
--- An open reservation still expires (an event) or gets paid: keep everything.
-if redis.call('ZCARD', KEYS[3]) > 0 then return {'open_reservations', ended_at} end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  local groups = redis.call('XINFO', 'GROUPS', KEYS[2])
-  if #groups == 0 and redis.call('XLEN', KEYS[2]) > 0 then
-    return {'undrained', ended_at}
-  end
-  local last = fields(redis.call('XINFO', 'STREAM', KEYS[2]))['last-generated-id']
-  for _, flat in ipairs(groups) do
-    local g = fields(flat)
-    if tonumber(g['pending']) > 0 or older(g['last-delivered-id'], last) then
-      return {'undrained', ended_at}
-    end
-  end
-end
-for i = 1, #KEYS do redis.call('UNLINK', KEYS[i]) end
-return {'retired', ended_at}
-"""
-)
+LUA_DIR = Path(__file__).parent / "lua"
+# Both decide and delete in one step on the stream's own keys (lua/*.lua say how).
+TRIM = Script(LUA_DIR, "trim.lua", head=("ids.lua",))
+RETIRE = Script(LUA_DIR, "retire.lua", head=("ids.lua",))
 
 
 def stream_keys(sid: str) -> list[str]:
-    """Every key of stream `sid` that has no expiry of its own, meta, events and expiry
-    first (the order RETIRE_LUA takes them in). Per-viewer and per-sku keys (rate
-    limits, connection leases, stock and likes gates) expire by themselves.
+    """Every key of stream `sid` that has no expiry of its own, meta, events, expiry and
+    dead letters first (the order lua/retire.lua takes them in). Per-viewer and per-sku
+    keys (rate limits, connection leases, stock and likes gates) expire by themselves.
 
     A new per-stream key without a TTL must be added here, or it outlives its stream
     (tests/test_orders_retention.py checks that nothing without a TTL is left)."""
@@ -148,6 +70,8 @@ def stream_keys(sid: str) -> list[str]:
         meta_key(sid),
         inv_keys.events(sid),
         inv_keys.expiry(sid),
+        inv_keys.dead_letters(sid),
+        inv_keys.checked(sid),
         inv_keys.products(sid),
         inv_keys.stock(sid),
         inv_keys.sales(sid),
@@ -155,6 +79,14 @@ def stream_keys(sid: str) -> list[str]:
         inv_keys.reservations(sid),
         inv_keys.idempotency(sid),
         inv_keys.counts(sid),
+        inv_keys.group_buys(sid),
+        inv_keys.groups(sid),
+        inv_keys.group_expiry(sid),
+        inv_keys.referrals(sid),
+        inv_keys.referral_codes(sid),
+        inv_keys.commission(sid),
+        inv_keys.settled(sid),
+        inv_keys.purged(sid),
         rt_keys.seq(sid),
         rt_keys.history(sid),
         rt_keys.stats(sid),
@@ -194,8 +126,8 @@ class Retention:
         self.only = only
         self.retry_ms = max(interval_ms, min(RETRY_MAX_MS, stream_retention_ms))
         self.stats = RetentionStats()
-        self._trim = redis.register_script(TRIM_LUA)
-        self._retire = redis.register_script(RETIRE_LUA)
+        self._trim = TRIM.register(redis)
+        self._retire = RETIRE.register(redis)
         self._next_trim: dict[str, float] = {}
         self._not_before: dict[str, float] = {}  # sharded mode's retry times, per sid
 
@@ -212,12 +144,9 @@ class Retention:
             return 0
         for key in due:
             self._next_trim[key] = now + self.interval_ms / 1000
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in due:
-                await self._trim(
-                    keys=[key], args=[self.events_retention_ms, TRIM_LIMIT], client=pipe
-                )
-            replies = await pipe.execute()
+        replies = await run_script_many(
+            self.redis, self._trim, [([k], [self.events_retention_ms, TRIM_LIMIT]) for k in due]
+        )
         removed = sum(int(r[0]) for r in replies)
         self.stats.trim_passes += 1
         self.stats.trimmed += removed
@@ -235,8 +164,8 @@ class Retention:
     async def retire_due(self) -> list[str]:
         """One retirement pass; returns the stream ids retired."""
         self.stats.retire_passes += 1
-        now_ms = int(time.time() * 1000)
-        cutoff = now_ms - self.stream_retention_ms
+        now = now_ms()
+        cutoff = now - self.stream_retention_ms
         if self.only:
             # A sharded drainer looks after its own streams, straight from their meta.
             sids = sorted(self.only)
@@ -263,7 +192,7 @@ class Retention:
         held_back = 0
         for _ in range(PAGES_PER_PASS):
             page = [
-                _s(m)
+                text(m)
                 for m in await self.redis.zrangebyscore(
                     ENDED_STREAMS, "-inf", cutoff, start=0, num=PAGE
                 )
@@ -276,7 +205,7 @@ class Retention:
             if waiting:
                 # Looked at again after retry_ms: the score only ever moves later, and
                 # the page query skips them meanwhile.
-                later = now_ms - self.stream_retention_ms + self.retry_ms
+                later = now - self.stream_retention_ms + self.retry_ms
                 await self.redis.zadd(ENDED_STREAMS, dict.fromkeys(waiting, later), xx=True)
             if len(page) < PAGE:
                 break
@@ -284,33 +213,32 @@ class Retention:
         return retired_all
 
     async def _retire_many(self, sids: list[str], cutoff: int) -> tuple[list[str], list[str]]:
-        """Run RETIRE_LUA for each stream; clean the registries of those whose state is
+        """Run lua/retire.lua for each stream; clean the registries of those whose state is
         gone. Returns (retired, not retirable yet)."""
         if not sids:
             return [], []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for sid in sids:
-                await self._retire(keys=stream_keys(sid), args=[cutoff], client=pipe)
-            replies = await pipe.execute()
+        replies = await run_script_many(
+            self.redis, self._retire, [(stream_keys(sid), [cutoff]) for sid in sids]
+        )
         retired: list[str] = []
         gone: list[str] = []
         waiting: list[str] = []
         requeue: dict[str, int] = {}
         for sid, (outcome, ended_at) in zip(sids, replies, strict=True):
-            outcome = _s(outcome)
+            outcome = text(outcome)
             if outcome == "retired":
                 retired.append(sid)
             elif outcome == "gone":
                 gone.append(sid)  # retired earlier by a drainer that died before cleanup
             elif outcome == "recent":
-                requeue[sid] = int(_s(ended_at))  # a wrong score: the meta knows better
-            elif outcome in ("open_reservations", "undrained"):
+                requeue[sid] = int(text(ended_at))  # a wrong score: the meta knows better
+            elif outcome in ("open_reservations", "undrained", "dead_letters"):
                 waiting.append(sid)
                 log.debug("ended stream %s kept: %s", sid, outcome)
         if requeue and not self.only:
             await self.redis.zadd(ENDED_STREAMS, requeue, xx=True)
         done = retired + gone
-        live = [sid for sid, (o, _) in zip(sids, replies, strict=True) if _s(o) == "live"]
+        live = [sid for sid, (o, _) in zip(sids, replies, strict=True) if text(o) == "live"]
         if done or live:
             async with self.redis.pipeline(transaction=False) as pipe:
                 if done:
@@ -351,7 +279,3 @@ class Retention:
                 added += int(await self.redis.zadd(ENDED_STREAMS, found, nx=True))
         if added:
             log.info("registered %d ended stream(s) for retirement", added)
-
-
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)

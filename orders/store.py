@@ -15,7 +15,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orders.events import Batch
-from orders.models import RESERVED, OrderRow, ProductRow, StreamRow
+from orders.ledger import apply_social
+from orders.models import GROUP_PENDING, PAID, REFUNDED, RESERVED, OrderRow, ProductRow, StreamRow
 
 
 def _insert(dialect: str, table: Any) -> Any:
@@ -52,7 +53,12 @@ async def apply_batch(engine: AsyncEngine, batch: Batch) -> None:
             stmt = _insert(dialect, ProductRow).on_conflict_do_nothing()
             await conn.execute(stmt, list(batch.products.values()))
         if batch.orders:
-            await _upsert_orders(conn, dialect, list(batch.orders.values()))
+            # In id order: the drainer and the confirms' group commit upsert the same
+            # rows at once, and taking their row locks in one order cannot deadlock.
+            rows = [batch.orders[rid] for rid in sorted(batch.orders)]
+            await _upsert_orders(conn, dialect, rows)
+        # Groups, referral bindings and commission lines: same transaction.
+        await apply_social(conn, dialect, batch)
 
 
 _ORDER_COLUMNS = list(OrderRow.__table__.c)
@@ -83,10 +89,20 @@ async def _upsert_orders(conn: Any, dialect: str, rows: list[dict[str, Any]]) ->
             "paid_at": ins.excluded.paid_at,
             "cancelled_at": ins.excluded.cancelled_at,
             "expired_at": ins.excluded.expired_at,
+            "refunded_at": ins.excluded.refunded_at,
         },
-        # Only a terminal status, and only over `reserved`: the first terminal
-        # status wins for good.
-        where=(OrderRow.status == RESERVED) & (ins.excluded.status != RESERVED),
+        # Only the moves of orders.models.TRANSITIONS: anything over `reserved`, a
+        # group payment to paid / refunded, paid to refunded. A terminal status is
+        # never overwritten and `reserved` never overwrites anything.
+        where=(
+            ((OrderRow.status == RESERVED) & (ins.excluded.status != RESERVED))
+            | (
+                (OrderRow.status == GROUP_PENDING)
+                # Not IN (...): an expanding parameter cannot go into an executemany.
+                & ((ins.excluded.status == PAID) | (ins.excluded.status == REFUNDED))
+            )
+            | ((OrderRow.status == PAID) & (ins.excluded.status == REFUNDED))
+        ),
     )
     if dialect == "postgresql":
         await conn.execute(stmt, {"rows": orjson.dumps(rows).decode()})

@@ -36,3 +36,14 @@ class Backend(Protocol):
     async def buy(self, sid: str, viewer: Viewer, payload: dict[str, Any]) -> dict[str, Any]:
         """Reserve for this viewer; returns the reservation, raises HubError."""
         ...
+
+    def handles(self, kind: str) -> bool:
+        """Whether `request` answers viewer messages of this type (group buys, ...)."""
+        ...
+
+    async def request(
+        self, sid: str, viewer: Viewer, kind: str, msg: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """Answer a viewer's message: (type, data) of the message to that viewer only;
+        raises HubError, sent as an `error`."""
+        ...

@@ -1,5 +1,5 @@
-"""The hub of one service process: its rooms, its one Redis pub/sub subscription, and
-the periodic work (heartbeats, slow consumers, likes, viewer counts)."""
+"""The hub of one service process: its rooms, their subscriptions (realtime/pubsub.py),
+and the periodic work (heartbeats, slow consumers, likes, viewer counts)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,22 @@ import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from outage import REDIS, FailureLog, redis_down
 from realtime import keys
+from realtime import personal as viewer_channel
 from realtime.backend import Backend, HubError, Viewer
 from realtime.messages import PING_FRAME, Message, now_ms, personal
-from realtime.publish import LUA_DIR, lua
+from realtime.publish import lua
+from realtime.pubsub import SubscribeError, Subscriptions
 from realtime.room import Room
 from realtime.settings import HubSettings
+from realtime.textnorm import normalize
 
 if TYPE_CHECKING:
     from realtime.server import HubProtocol
 
 log = logging.getLogger("live.realtime")
 
-SUBSCRIBE_TIMEOUT_S = 5.0
 MAX_INFLIGHT = 4  # requests of one connection waiting on Redis or the buy handler
 MAX_RESUME_SEQ = 2**53
 STOP_TIMEOUT_S = 5.0  # for the hub's own loops to end on shutdown
@@ -35,7 +38,7 @@ LEASE_BATCH = 500  # sockets renewed per script call
 
 
 def _script(redis: Redis, name: str) -> AsyncScript:
-    return redis.register_script((LUA_DIR / name).read_text())
+    return lua(name, broadcast=False).register(redis)
 
 
 class Hub:
@@ -46,30 +49,46 @@ class Hub:
         self.settings = settings
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.rooms: dict[str, Room] = {}
-        self.pubsub = redis.pubsub()
-        self._acks: dict[bytes, asyncio.Future[None]] = {}
-        self._has_subs = asyncio.Event()
+        self.subs = Subscriptions(redis, self._deliver, self._resync)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
-        self._comment: AsyncScript = redis.register_script(lua("comment.lua"))
-        self._likes: AsyncScript = redis.register_script(lua("likes.lua"))
-        self._viewers: AsyncScript = redis.register_script(lua("viewers.lua"))
+        self._comment: AsyncScript = lua("comment.lua").register(redis)
+        self._likes: AsyncScript = lua("likes.lua").register(redis)
+        self._viewers: AsyncScript = lua("viewers.lua").register(redis)
         self._conn_admit = _script(redis, "conn_admit.lua")
         self._conn_renew = _script(redis, "conn_renew.lua")
         self._likes_retry: set[str] = set()
         self._next_conn = 0
         self._stopping = False
+        # The periodic loops log a failure once per kind, not once per turn; Redis
+        # being away is said once per outage by outage.REDIS.
+        self._loop_failures = {
+            name: FailureLog(log, f"hub {name}") for name in ("likes", "viewers", "leases")
+        }
+
+    def _loop_failed(self, name: str, exc: BaseException) -> None:
+        if redis_down(exc):
+            REDIS.failed(f"the hub's {name} loop", exc)
+        else:
+            self._loop_failures[name].failed(exc)
 
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.subs.start()
         self._loops = [
-            asyncio.create_task(self._read_loop(), name="hub-pubsub"),
             asyncio.create_task(self._heartbeat_loop(), name="hub-heartbeat"),
             asyncio.create_task(self._likes_loop(), name="hub-likes"),
             asyncio.create_task(self._viewers_loop(), name="hub-viewers"),
             asyncio.create_task(self._leases_loop(), name="hub-leases"),
         ]
+        for task in self._loops:
+            task.add_done_callback(self._loop_done)
+
+    def _loop_done(self, task: asyncio.Task[None]) -> None:
+        # A loop ends only on stop; anything else must not go unnoticed.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("hub loop %s died", task.get_name(), exc_info=task.exception())
 
     async def stop(self) -> None:
         # The flag as well as the cancels below: a cancellation swallowed inside a Redis
@@ -99,13 +118,13 @@ class Hub:
             try:
                 await self._report_viewers(sid, 0)
             except Exception:
-                log.warning("could not clear viewer count of %s", sid)
+                log.warning("could not clear viewer count of %s", sid, extra={"stream": sid})
         for task in list(self._tasks):
             task.cancel()
         try:
-            await self.pubsub.aclose()
+            await self.subs.stop()
         except Exception:
-            pass
+            log.warning("could not close the pub/sub connections")
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -120,55 +139,49 @@ class Hub:
     # --- rooms and the subscription --------------------------------------------------
 
     async def _join(self, sid: str) -> Room:
-        """The stream's room, subscribed; counted as `joining` until the caller is done."""
-        channel = keys.channel(sid).encode()
+        """The stream's room, its subscription confirmed by Redis (so a `hello` seq taken
+        after this misses nothing); counted as `joining` until the caller is done.
+        Raises SubscribeError when Redis does not confirm in time."""
         room = self.rooms.get(sid)
         if room is None:
             room = self.rooms[sid] = Room(self, sid)
-            room.joining += 1
-            self._acks[channel] = asyncio.get_running_loop().create_future()
-            await self.pubsub.subscribe(channel)
-            self._has_subs.set()
-            log.info("subscribed to stream %s", sid)
-        else:
-            room.joining += 1
-        ack = self._acks.get(channel)
-        if ack is not None and not ack.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(ack), SUBSCRIBE_TIMEOUT_S)
-            except TimeoutError:
-                log.warning("no subscribe confirmation for %s yet", sid)
+        room.joining += 1
+        try:
+            await self.subs.subscribe(sid)
+        except BaseException:
+            room.joining -= 1
+            raise
         return room
 
-    async def _read_loop(self) -> None:
-        while not self._stopping:
-            await self._has_subs.wait()
+    def _deliver(self, sid: str, raw: bytes) -> None:
+        room = self.rooms.get(sid)
+        if room is None:
+            return
+        if raw.startswith(viewer_channel.MARKER):  # for one viewer's sockets, not everyone
             try:
-                item = await self.pubsub.get_message(timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("pub/sub connection lost (%r); reconnecting", exc)
-                await asyncio.sleep(0.2)
-                for room in self.rooms.values():
-                    room.resync()  # whatever was published meanwhile comes from history
-                continue
-            if item is None:
-                continue
-            kind = item["type"]
-            if kind == b"message" or kind == "message":
-                room = self.rooms.get(keys_sid(item["channel"]))
-                if room is not None:
-                    try:
-                        msg = Message(item["data"])
-                    except Exception:
-                        log.exception("undecodable broadcast message on %r", item["channel"])
-                        continue
-                    room.deliver(msg)
-            elif kind in (b"subscribe", "subscribe"):
-                ack = self._acks.pop(item["channel"], None)
-                if ack is not None and not ack.done():
-                    ack.set_result(None)
+                viewer_channel.deliver(room, raw)
+            except Exception:
+                log.exception("undecodable per-viewer message of stream %s", sid)
+            return
+        try:
+            msg = Message(raw)
+        except Exception:
+            log.exception("undecodable broadcast message of stream %s", sid)
+            return
+        room.deliver(msg)
+
+    def _resync(self, sid: str) -> None:
+        """The stream's subscription was lost and is back: fetch what was published
+        meanwhile from the history."""
+        room = self.rooms.get(sid)
+        if room is None:
+            return
+        if room.last is not None:
+            room.resync()
+            return
+        for conn in list(room.members):  # nothing delivered here yet: each from its hello
+            room.demote(conn)
+            conn.start_catch_up()
 
     async def history(self, sid: str, first: int) -> list[Message]:
         entries = await self.redis.xrange(
@@ -181,8 +194,7 @@ class Hub:
         if room is None or room.members or room.joining:
             return
         del self.rooms[sid]
-        await self.pubsub.unsubscribe(keys.channel(sid))
-        log.info("unsubscribed from stream %s", sid)
+        await self.subs.unsubscribe(sid)
 
     # --- connections -----------------------------------------------------------------
 
@@ -193,8 +205,17 @@ class Hub:
         handshake is still open, a 1011 close after it."""
         try:
             await self._admit(conn, response, token)
-        except Exception:
-            log.exception("admitting a viewer of %s failed", conn.sid)
+        except SubscribeError as exc:
+            # Redis unreachable or slow: the pub/sub link logs that once, not per viewer.
+            log.debug("viewer of %s refused: %s", conn.sid, exc)
+            if not conn.closing:
+                conn.reject(503, "service unavailable, try again\n")
+        except Exception as exc:
+            if redis_down(exc):
+                REDIS.failed("a websocket handshake", exc)
+            else:
+                log.exception("admitting a viewer of %s failed", conn.sid,
+                              extra={"stream": conn.sid})
             if conn.room is None and not conn.closing:
                 conn.reject(503, "service unavailable, try again\n")
             else:
@@ -302,8 +323,12 @@ class Hub:
                 conn.send(personal("hello", state, conn.binary, seq))
                 conn.after = seq
                 entries = []
-        except Exception:
-            log.exception("catch-up of a viewer of %s failed", conn.sid)
+        except Exception as exc:
+            if redis_down(exc):
+                REDIS.failed("a viewer's catch-up", exc)
+            else:
+                log.exception("catch-up of a viewer of %s failed", conn.sid,
+                              extra=_context(conn))
             entries = []
         if conn.closing or room is None:
             return
@@ -320,6 +345,8 @@ class Hub:
     def on_request(self, conn: HubProtocol, msg: dict[str, Any]) -> None:
         kind = msg["type"]
         if kind == "ping":
+            if not conn.pings.take():
+                raise HubError("rate_limited", "too many pings; slow down")
             conn.send(personal("pong", {}, conn.binary))
         elif kind == "like":
             self._like(conn)
@@ -343,11 +370,17 @@ class Hub:
                 0 <= after < MAX_RESUME_SEQ
             ):
                 raise HubError("invalid_message", "resume needs an integer after >= 0")
+            # Each resume may re-send the whole history: bounded per socket.
+            if not conn.resumes.take():
+                raise HubError("rate_limited", "too many resume requests; slow down")
             if conn.room is not None:
                 conn.room.demote(conn)  # brings conn.after up to date
             if after < conn.after:
                 conn.after = after
                 conn.start_catch_up()
+        elif self.backend.handles(kind):
+            self._viewer(conn)
+            self._request(conn, self._backend_request(conn, kind, msg))
         else:
             raise HubError("unknown_type", f"unknown message type {kind[:40]!r}")
 
@@ -370,9 +403,14 @@ class Hub:
                 await coro
             except HubError as exc:
                 conn.send_error(exc.code, exc.detail)
-            except Exception:
-                log.exception("request on stream %s failed", conn.sid)
-                conn.send_error("internal", "internal error")
+            except Exception as exc:
+                if redis_down(exc):
+                    REDIS.failed("a websocket request", exc)
+                    conn.send_error("unavailable", "Redis is unreachable; try again shortly")
+                else:
+                    log.exception("request on stream %s failed", conn.sid,
+                                  extra=_context(conn))
+                    conn.send_error("internal", "internal error")
             finally:
                 conn.inflight -= 1
 
@@ -417,7 +455,7 @@ class Hub:
                     keys.deleted_comments(sid),
                 ],
                 args=[
-                    keys.channel(sid), now_ms(), s.history_size, viewer.id, text.casefold(),
+                    keys.channel(sid), now_ms(), s.history_size, viewer.id, normalize(text),
                     orjson.dumps(data), s.comments_per_window, int(s.comment_window_s * 1000),
                     comment_id,
                 ],
@@ -436,6 +474,10 @@ class Hub:
         reservation = await self.backend.buy(conn.sid, viewer, payload)
         conn.send(personal("reservation", reservation, conn.binary))
 
+    async def _backend_request(self, conn: HubProtocol, kind: str, msg: dict[str, Any]) -> None:
+        reply_type, data = await self.backend.request(conn.sid, self._viewer(conn), kind, msg)
+        conn.send(personal(reply_type, data, conn.binary))
+
     # --- periodic work ---------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
@@ -451,7 +493,8 @@ class Hub:
                         continue  # a backed-up socket is the stall check's business
                     if conn.pong_due:
                         if now > conn.pong_due:
-                            log.info("viewer of %s missed its pong; dropping", room.sid)
+                            log.info("viewer of %s missed its pong; dropping", room.sid,
+                                     extra=_context(conn))
                             conn.closing = True
                             conn.transport.abort()
                     elif now >= conn.next_ping:
@@ -462,7 +505,8 @@ class Hub:
                     if now - conn.paused_at > s.stall_timeout_s or (
                         conn.transport.get_write_buffer_size() > s.write_hard_cap
                     ):
-                        log.info("viewer of %s too slow; closing with 1008", room.sid)
+                        log.info("viewer of %s too slow; closing with 1008", room.sid,
+                                 extra=_context(conn))
                         conn.close(1008, "too slow")
 
     async def _likes_loop(self) -> None:
@@ -474,10 +518,11 @@ class Hub:
                     taps, room.likes = room.likes, 0
                     try:
                         wait = await self._send_likes(sid, taps)
-                    except Exception:
-                        log.exception("likes of %s failed", sid)
+                    except Exception as exc:
+                        self._loop_failed("likes", exc)
                         room.likes += taps
                         continue
+                    self._loop_failures["likes"].succeeded()
                     if wait > 0:
                         self._likes_retry.add(sid)
                     else:
@@ -501,15 +546,17 @@ class Hub:
                 try:
                     await self._report_viewers(sid, len(room.members))
                     await self._drop_room_if_empty(sid)
-                except Exception:
-                    log.exception("viewer count of %s failed", sid)
+                except Exception as exc:
+                    self._loop_failed("viewers", exc)
+                else:
+                    self._loop_failures["viewers"].succeeded()
 
     async def _leases_loop(self) -> None:
         """Renew the leases of this process's open sockets well before they lapse."""
         while not self._stopping:
             await asyncio.sleep(self.settings.connection_lease_s / 3)
             lease_ms = int(self.settings.connection_lease_s * 1000)
-            for sid, room in list(self.rooms.items()):
+            for room in list(self.rooms.values()):
                 held = [c.lease for c in room.members if c.lease is not None]
                 for i in range(0, len(held), LEASE_BATCH):
                     batch = held[i:i + LEASE_BATCH]
@@ -518,8 +565,10 @@ class Hub:
                             keys=[key for key, _ in batch],
                             args=[lease_ms, *(member for _, member in batch)],
                         )
-                    except Exception:
-                        log.exception("renewing connection leases of %s failed", sid)
+                    except Exception as exc:
+                        self._loop_failed("leases", exc)
+                    else:
+                        self._loop_failures["leases"].succeeded()
 
     async def _report_viewers(self, sid: str, count: int) -> int:
         s = self.settings
@@ -533,7 +582,10 @@ class Hub:
         )
 
 
-def keys_sid(channel: bytes | str) -> str:
-    """The stream id of a pub/sub channel `rt:{sid}`."""
-    name = channel.decode() if isinstance(channel, bytes) else channel
-    return name[4:-1]
+
+def _context(conn: HubProtocol) -> dict[str, str]:
+    """Context fields of a log line about one viewer's socket."""
+    context = {"stream": conn.sid}
+    if conn.viewer is not None:
+        context["viewer"] = conn.viewer.id
+    return context

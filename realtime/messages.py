@@ -3,7 +3,6 @@ messages, and parsing what viewers send."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgpack
@@ -11,6 +10,7 @@ import orjson
 from websockets.frames import Frame, Opcode
 
 from realtime.backend import HubError
+from rediskit.codec import now_ms  # hub.py imports it from here too
 
 JSON = "live.json"
 MSGPACK = "live.msgpack"
@@ -68,10 +68,6 @@ class Message:
         if self.type.startswith("sale.") and isinstance(data, dict):
             return f"sale:{data.get('id') or data.get('sku')}"
         return self.type
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def personal(type_: str, data: dict[str, Any], binary: bool, seq: int | None = None) -> bytes:

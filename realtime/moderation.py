@@ -7,10 +7,13 @@ import orjson
 from redis.asyncio import Redis
 
 from realtime import keys
-from realtime.publish import Publisher, lua, now_ms
+from realtime.publish import Publisher, lua
+from realtime.textnorm import normalize
+from rediskit.codec import now_ms
 
-MAX_BANNED_WORDS = 200
-DELETE_COMMENT_LUA = lua("delete_comment.lua")
+MAX_BANNED_WORDS = 500
+MAX_BANNED_WORD_CHARS = 50
+DELETE_COMMENT = lua("delete_comment.lua")
 
 
 async def mute(redis: Redis, sid: str, viewer_id: str) -> None:
@@ -26,8 +29,9 @@ async def muted(redis: Redis, sid: str) -> list[str]:
 
 
 async def set_banned_words(redis: Redis, sid: str, words: list[str]) -> list[str]:
-    """Replace the list; words are matched casefolded, anywhere in a comment."""
-    clean = sorted({w.strip().casefold() for w in words if w.strip()})
+    """Replace the list. Words are kept normalized (realtime/textnorm.py) and matched
+    anywhere in a comment normalized the same way."""
+    clean = sorted({n for n in (normalize(w).strip() for w in words) if n})
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(keys.banned_words(sid))
         if clean:
@@ -46,7 +50,7 @@ async def delete_comment(publisher: Publisher, sid: str, comment_id: str) -> int
     None when the stream has no record of that comment (never posted here, or older than
     the newest `history_size` comments). Deleting again returns the first seq and
     broadcasts nothing."""
-    script = publisher.redis.register_script(DELETE_COMMENT_LUA)
+    script = DELETE_COMMENT.register(publisher.redis)
     seq = int(
         await script(
             keys=[

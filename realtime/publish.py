@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from realtime import keys
+from rediskit.codec import now_ms
+from rediskit.lua import Script
 
 log = logging.getLogger("live.realtime")
 
@@ -21,13 +22,13 @@ LUA_DIR = Path(__file__).parent / "lua"
 STOCK_INTERVAL_MS = 100
 
 
-def lua(name: str) -> str:
-    """A realtime script with the shared `broadcast` function in front of it."""
-    return (LUA_DIR / "broadcast.lua").read_text() + (LUA_DIR / name).read_text()
+def lua(name: str, broadcast: bool = True) -> Script:
+    """A realtime script, most with the shared `broadcast` function in front of it."""
+    return Script(LUA_DIR, name, head=("broadcast.lua",) if broadcast else ())
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+PUBLISH = lua("publish.lua")
+STOCK = lua("stock.lua")
 
 
 class Publisher:
@@ -36,8 +37,7 @@ class Publisher:
     def __init__(self, redis: Redis, history_size: int = 1000) -> None:
         self.redis = redis
         self.history_size = history_size
-        # redis-py's Script runs EVALSHA and reloads the script after a NOSCRIPT.
-        self._publish: AsyncScript = redis.register_script(lua("publish.lua"))
+        self._publish: AsyncScript = PUBLISH.register(redis)
 
     async def publish(self, sid: str, type_: str, data: dict[str, Any]) -> int:
         """Broadcast `{"type", "seq", "ts", "data"}` to the stream; returns its seq."""
@@ -59,6 +59,12 @@ class StockFeed:
     interval leave a dirty flag, and this process retries when the interval ends, so the
     newest value always goes out, at most once per interval per sku, whatever process
     made the change.
+
+    What this process learned from its last call is kept until that retry: while a call
+    for the sku is on its way, or the interval it found running has not ended, another
+    change here needs no round trip to Redis (the script would only set the dirty flag):
+    it is noted, and the retry at the interval's end publishes it. A flash sale's burst
+    of buys then costs one script call per sku and interval, not one per buy.
     """
 
     def __init__(
@@ -72,8 +78,11 @@ class StockFeed:
         self.stock_key = stock_key
         self.history_size = history_size
         self.interval_ms = interval_ms
-        self._script: AsyncScript = redis.register_script(lua("stock.lua"))
+        self._script: AsyncScript = STOCK.register(redis)
         self._retries: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._busy: set[tuple[str, str]] = set()  # a call on its way
+        self._dirty: set[tuple[str, str]] = set()  # changed here since that call or interval
+        self._flush_due: set[tuple[str, str]] = set()  # our call left the flag in Redis
 
     async def _run(self, sid: str, sku: str, mode: str) -> int:
         return int(
@@ -90,29 +99,57 @@ class StockFeed:
         )
 
     async def changed(self, sid: str, sku: str) -> None:
-        wait_ms = await self._run(sid, sku, "change")
-        if wait_ms > 0:
-            self._schedule(sid, sku, wait_ms)
+        key = (sid, sku)
+        if key in self._busy or key in self._retries:
+            self._dirty.add(key)  # published by the retry that follows
+            return
+        await self._call(key, "change")
 
-    def _schedule(self, sid: str, sku: str, wait_ms: int) -> None:
-        if (sid, sku) in self._retries:
+    async def _call(self, key: tuple[str, str], mode: str) -> None:
+        self._busy.add(key)
+        try:
+            wait_ms = await self._run(*key, mode)
+        except BaseException:
+            if key in self._dirty:  # changes noted while it ran: try them later
+                self._schedule(key, self.interval_ms)
+            raise
+        finally:
+            self._busy.discard(key)
+        if wait_ms > 0:  # an interval runs: the script set the dirty flag
+            self._flush_due.add(key)
+            self._schedule(key, wait_ms)
+        elif wait_ms == 0:  # published: an interval starts now
+            self._schedule(key, self.interval_ms)
+        elif key in self._dirty:  # nothing was pending in Redis, but a change came here
+            self._schedule(key, 0)
+
+    def _schedule(self, key: tuple[str, str], wait_ms: int) -> None:
+        if key in self._retries:
             return  # a retry is already due; it will publish the newest value
         loop = asyncio.get_running_loop()
-        self._retries[(sid, sku)] = loop.call_later(
-            wait_ms / 1000, lambda: asyncio.ensure_future(self._flush(sid, sku))
+        self._retries[key] = loop.call_later(
+            wait_ms / 1000, lambda: asyncio.ensure_future(self._flush(key))
         )
 
-    async def _flush(self, sid: str, sku: str) -> None:
-        self._retries.pop((sid, sku), None)
+    async def _flush(self, key: tuple[str, str]) -> None:
+        self._retries.pop(key, None)
+        if key in self._dirty:
+            mode = "change"  # a change of ours waits: publish it (or wait again)
+        elif key in self._flush_due:
+            mode = "flush"  # publish what the flag in Redis says is pending, if still
+        else:
+            return  # the interval ended with nothing to send
+        self._dirty.discard(key)
+        self._flush_due.discard(key)
         try:
-            wait_ms = await self._run(sid, sku, "flush")
+            await self._call(key, mode)
         except Exception:
-            log.exception("stock message for %s/%s failed", sid, sku)
-            return
-        if wait_ms > 0:
-            self._schedule(sid, sku, wait_ms)
+            log.exception("stock message for %s/%s failed", *key,
+                          extra={"stream": key[0], "sku": key[1]})
 
     def close(self) -> None:
         for handle in self._retries.values():
             handle.cancel()
         self._retries.clear()
+        self._dirty.clear()
+        self._flush_due.clear()

@@ -14,6 +14,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from realtime.messages import Message
+from telemetry.metrics import (
+    WS_BROADCASTS,
+    WS_CONNECTIONS,
+    WS_MESSAGES_DROPPED,
+    WS_MESSAGES_SENT,
+)
 
 if TYPE_CHECKING:
     from realtime.hub import Hub
@@ -33,6 +39,8 @@ class Room:
         self.catching: set[HubProtocol] = set()
         self.paused: set[HubProtocol] = set()
         self.members: set[HubProtocol] = set()
+        # Viewer id -> its sockets here, for per-viewer messages (realtime/personal.py).
+        self.by_viewer: dict[str, set[HubProtocol]] = {}
         self.joining = 0
         self.last: int | None = None  # seq of the last message delivered here
         self.filling = False
@@ -49,15 +57,28 @@ class Room:
 
     def add(self, conn: HubProtocol) -> None:
         """A viewer that has had its `hello` at `conn.after`; it catches up from there."""
+        if conn not in self.members:
+            WS_CONNECTIONS.inc()
         self.members.add(conn)
         self.catching.add(conn)
+        if conn.viewer is not None:
+            self.by_viewer.setdefault(conn.viewer.id, set()).add(conn)
         if self.last is not None and self.last > conn.after:
             conn.start_catch_up()
         elif self.last is not None and self.last == conn.after:
             self.promote(conn)
 
     def remove(self, conn: HubProtocol) -> None:
-        self.members.discard(conn)
+        # Called again from connection_lost after a close: count the socket once.
+        if conn in self.members:
+            self.members.discard(conn)
+            WS_CONNECTIONS.dec()
+        if conn.viewer is not None:
+            mine = self.by_viewer.get(conn.viewer.id)
+            if mine is not None:
+                mine.discard(conn)
+                if not mine:
+                    del self.by_viewer[conn.viewer.id]
         self.json_out.pop(conn, None)
         self.pack_out.pop(conn, None)
         self.catching.discard(conn)
@@ -114,7 +135,7 @@ class Room:
                 return  # already delivered (a fill and pub/sub overlapped)
             if msg.seq > last + 1:
                 log.warning("stream %s: seq gap %d..%d, filling from history",
-                            self.sid, last + 1, msg.seq - 1)
+                            self.sid, last + 1, msg.seq - 1, extra={"stream": self.sid})
                 self.backlog.append(msg)
                 self.resync()
                 return
@@ -134,11 +155,16 @@ class Room:
                     write(frame)
         finally:
             self.delivering = False
+        # One count per broadcast, not per socket write: the loops above stay bare.
+        WS_BROADCASTS.inc()
+        WS_MESSAGES_SENT.inc(len(self.json_out) + len(self.pack_out))
         if self.pause_later:
             moving, self.pause_later = self.pause_later, []
             for conn in moving:
                 self.pause(conn)
         if self.paused:
+            if msg.slot_key() is None:
+                WS_MESSAGES_DROPPED.inc(len(self.paused))
             for conn in self.paused:
                 conn.keep(msg)
         if self.catching:
@@ -162,7 +188,7 @@ class Room:
             assert self.last is not None
             entries = await self.hub.history(self.sid, self.last + 1)
         except Exception:
-            log.exception("stream %s: history read failed", self.sid)
+            log.exception("stream %s: history read failed", self.sid, extra={"stream": self.sid})
         backlog, self.backlog = self.backlog, []
         self.filling = False
         for msg in sorted([*entries, *backlog], key=lambda m: m.seq):

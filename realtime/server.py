@@ -1,10 +1,21 @@
 """`HubProtocol`: our own uvicorn websocket protocol for `/ws/streams/{id}`.
 
-uvicorn hands an Upgrade request to this class (`live serve` sets `ws` to its import
-string). It speaks websocket through the `websockets` sans-I/O `ServerProtocol` and
-writes to the transport itself, so a broadcast costs one `transport.write` per viewer
-instead of an ASGI send. There is no task per connection: reads are callbacks, and one
-ticker per process (in the hub) does heartbeats and slow-consumer checks.
+Why it exists: fan-out is the service's hottest path. Through ASGI every delivery would
+be a coroutine hop and a frame built per viewer; here a broadcast is framed once per
+subprotocol and the same bytes are written to each caught-up viewer's transport, which
+keeps the service within about 1.3x the CPU per delivery of a bare pre-framed writer
+(bench/RESULTS.md). It speaks websocket through the `websockets` sans-I/O
+`ServerProtocol`; there is no task per connection: reads are callbacks, and one ticker per
+process (in the hub) does heartbeats and slow-consumer checks.
+
+The price is a dependency on uvicorn internals, not its public API: `live serve` sets
+`ws` to this class's import string, and uvicorn's HTTP protocol builds it with
+`config`, `server_state` and `app_state` on an Upgrade, calls `connection_made`, moves
+the transport to it and feeds it the request re-serialized (`data_received`); the class
+joins `server_state.connections` and gets `shutdown()` when uvicorn stops. That is why
+pyproject.toml pins uvicorn to the minor versions this was tested with (0.54, 0.55);
+check those hooks in uvicorn's `protocols/http/*_impl.py` and `server.py` before raising
+the pin.
 """
 
 from __future__ import annotations
@@ -15,13 +26,15 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from realtime.backend import HubError, Viewer
+from realtime.budget import Budget
 from realtime.messages import MSGPACK, SUBPROTOCOLS, Message, error_frame, parse_incoming
+from telemetry.metrics import WS_MESSAGES_DROPPED, WS_MESSAGES_SENT, WS_SLOW_CLOSES
 
 if TYPE_CHECKING:
     from realtime.hub import Hub
@@ -33,7 +46,22 @@ ws_log = logging.getLogger("live.realtime.ws")
 ws_log.setLevel(logging.WARNING)
 
 PATH = re.compile(r"^/ws/streams/([A-Za-z0-9_-]{1,64})$")
-CLOSE_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 3.0  # without a hub (tests); the hub's comes from LIVE_WS_CLOSE_TIMEOUT_S
+
+
+class _Protocol(ServerProtocol):
+    """The sans-I/O core, with ping frames over the socket's budget left unanswered:
+    each ping costs the server a pong, so a flood of them must not be free."""
+
+    def __init__(self, pings: Budget, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pings = pings
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.PING and not self.pings.take():
+            self.events.append(frame)  # seen (counts as a sign of life), not answered
+            return
+        super().recv_frame(frame)
 
 
 def _select_subprotocol(_: ServerProtocol, offered: Any) -> str | None:
@@ -51,6 +79,8 @@ class HubProtocol(asyncio.Protocol):
         "closing",
         "connections",
         "filling",
+        "frag",
+        "frag_binary",
         "hub",
         "inflight",
         "lease",
@@ -58,7 +88,9 @@ class HubProtocol(asyncio.Protocol):
         "paused",
         "paused_at",
         "pending",
+        "pings",
         "pong_due",
+        "resumes",
         "room",
         "sid",
         "slot",
@@ -71,8 +103,16 @@ class HubProtocol(asyncio.Protocol):
                  _loop: Any = None) -> None:
         self.hub: Hub | None = app_state.get("hub")
         self.connections: set[Any] = server_state.connections
-        max_size = self.hub.settings.max_frame_bytes if self.hub else 64 * 1024
-        self.ws = ServerProtocol(
+        settings = self.hub.settings if self.hub else None
+        max_size = settings.max_frame_bytes if settings else 64 * 1024
+        self.pings = Budget(settings.pings_per_min if settings else 60)
+        self.resumes = Budget(settings.resumes_per_min if settings else 10)
+        # A fragmented message being reassembled (websockets' max_size caps the whole
+        # message, fragments included, so this never holds more than 64 KiB).
+        self.frag: list[bytes] | None = None
+        self.frag_binary = False
+        self.ws = _Protocol(
+            self.pings,
             subprotocols=list(SUBPROTOCOLS),
             select_subprotocol=_select_subprotocol,
             max_size=max_size,
@@ -122,13 +162,30 @@ class HubProtocol(asyncio.Protocol):
             if isinstance(event, Request):
                 self._handshake(event)
             elif isinstance(event, Frame) and not self.closing:
-                op = event.opcode
-                if op is Opcode.TEXT or op is Opcode.BINARY:
-                    self._message(event)
+                self._frame(event)
         self._flush_ws()
-        if ws.parser_exc is not None or ws.close_expected():
-            # Protocol error (e.g. a frame over max_size: 1009) or a completed close.
+        if ws.close_rcvd is not None:
+            # The closing handshake is complete (whoever started it): the server closes
+            # the TCP connection first (RFC 6455 7.1.1).
             self._finish()
+        elif ws.parser_exc is not None:
+            # Protocol error (e.g. a frame over max_size: 1009): websockets sent Close
+            # and discards what follows; let the peer read our Close before we go.
+            self._linger()
+
+    def _frame(self, frame: Frame) -> None:
+        op = frame.opcode
+        if op is Opcode.TEXT or op is Opcode.BINARY:
+            if frame.fin:
+                self._message(bytes(frame.data), op is Opcode.BINARY)
+            else:
+                self.frag = [bytes(frame.data)]
+                self.frag_binary = op is Opcode.BINARY
+        elif op is Opcode.CONT and self.frag is not None:
+            self.frag.append(bytes(frame.data))
+            if frame.fin:
+                parts, self.frag = self.frag, None
+                self._message(b"".join(parts), self.frag_binary)
 
     def eof_received(self) -> bool | None:
         self.ws.receive_eof()
@@ -169,7 +226,10 @@ class HubProtocol(asyncio.Protocol):
 
     def send(self, frame: bytes, droppable: bool = False) -> None:
         """A per-viewer frame. A paused viewer loses the droppable ones."""
-        if self.closing or (droppable and self.paused):
+        if self.closing:
+            return
+        if droppable and self.paused:
+            WS_MESSAGES_DROPPED.inc()
             return
         self.transport.write(frame)
         if self.transport.get_write_buffer_size() > self._hard_cap():
@@ -186,6 +246,8 @@ class HubProtocol(asyncio.Protocol):
         if self.closing:
             return
         self.closing = True
+        if code == 1008:
+            WS_SLOW_CLOSES.inc()
         if self.slot:
             for msg in sorted(self.slot.values(), key=lambda m: m.seq):
                 self.transport.write(msg.frame(self.binary))
@@ -193,11 +255,32 @@ class HubProtocol(asyncio.Protocol):
         if self.ws.state is State.OPEN:
             self.ws.send_close(code, reason)
             self._flush_ws()
-        transport = self.transport
-        transport.close()
-        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, transport.abort)
+            # The peer answers with its Close, and data_received closes TCP then.
+            self._linger()
+        else:
+            self._finish()
         if self.room is not None:
             self.room.remove(self)
+
+    def _linger(self) -> None:
+        """We sent Close: wait (bounded) for the peer's Close or EOF before dropping the
+        TCP connection, so that the peer reads our Close and reports a clean close."""
+        if self.transport.is_closing():
+            return
+        timeout = self.hub.settings.close_timeout_s if self.hub else CLOSE_TIMEOUT_S
+        asyncio.get_running_loop().call_later(timeout, self._drop)
+
+    def _drop(self) -> None:
+        transport = self.transport
+        if transport.is_closing():
+            return
+        # No Close from the peer in time. close() still flushes what is queued (a slow
+        # reader gets its newest stock and our Close frame); a peer that does not read
+        # at all is cut off after one more timeout.
+        transport.close()
+        if transport.get_write_buffer_size():
+            timeout = self.hub.settings.close_timeout_s if self.hub else CLOSE_TIMEOUT_S
+            asyncio.get_running_loop().call_later(timeout, transport.abort)
 
     def reject(self, status: int, text: str) -> None:
         if self.transport.is_closing():
@@ -239,11 +322,23 @@ class HubProtocol(asyncio.Protocol):
 
     # --- incoming messages -----------------------------------------------------------
 
-    def _message(self, frame: Frame) -> None:
+    def _message(self, data: bytes, binary: bool) -> None:
+        if not binary:
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                # RFC 6455 8.1: invalid UTF-8 in a text message fails the connection.
+                self.closing = True
+                self.ws.fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+                self._flush_ws()
+                self._linger()
+                if self.room is not None:
+                    self.room.remove(self)
+                return
         if self.hub is None or self.room is None:
             return  # before `hello`: nothing to do with it yet
         try:
-            msg = parse_incoming(bytes(frame.data), frame.opcode is Opcode.BINARY)
+            msg = parse_incoming(bytes(data), binary)
             self.hub.on_request(self, msg)
         except HubError as exc:
             self.send_error(exc.code, exc.detail)
@@ -253,9 +348,12 @@ class HubProtocol(asyncio.Protocol):
     def push(self, msg: Message) -> None:
         """Deliver one broadcast message to this viewer alone, in order."""
         if self.paused:
+            if msg.slot_key() is None:
+                WS_MESSAGES_DROPPED.inc()
             self.keep(msg)
         else:
             self.transport.write(msg.frame(self.binary))
+            WS_MESSAGES_SENT.inc()  # one viewer catching up, off the hot path
         self.after = msg.seq
 
     def keep(self, msg: Message) -> None:

@@ -9,32 +9,91 @@ fixture then runs once on SQLite and once on a fresh PostgreSQL database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+from cluster_fixtures import cluster, redis_cluster, redis_cluster_url  # noqa: F401
+from helpers.api import HostedStream, new_stream, new_viewer
+from helpers.chat import CHAT_ENV
+from helpers.services import (
+    ROOT,
+    TEST_SECRET,
+    ServiceProcess,
+    free_port,
+    service_env,
+    service_pair,
+    stop_all,
+)
 from redis.asyncio import Redis
 
+from inventory.reservations import Reservations
 from live.embedded_redis import EmbeddedRedis
 
-ROOT = Path(__file__).resolve().parent.parent
-TEST_SECRET = "test-secret-" + secrets.token_hex(8)
+# Re-exported for test modules that still import them from here; new code imports
+# them from `helpers`.
+__all__ = [
+    "ROOT",
+    "TEST_SECRET",
+    "HostedStream",
+    "ServiceProcess",
+    "free_port",
+    "new_stream",
+    "new_viewer",
+    "service_env",
+    "service_pair",
+]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`): the tests marked `heavy` (they keep both
+    cores busy) run one after another on one worker, so they do not starve each other
+    into timeouts on a small machine; the tests that share a module-scoped fixture (a
+    pair of service processes, a private Redis) run on one worker, so it is started once;
+    every other test goes to whichever worker is free. A module that names its group
+    itself (`pytestmark = pytest.mark.xdist_group(...)`: modules sharing a session-scoped
+    service) keeps it."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        if item.get_closest_marker("heavy") is not None:
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        defs = [d for ds in info.name2fixturedefs.values() for d in ds]
+        if any(d.scope == "module" for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def worker_index() -> int:
+    """0 without pytest-xdist, else N of this worker's id `gwN`."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) if worker.startswith("gw") else 0
+
+
+def per_worker_redis_url(url: str, index: int) -> str:
+    """The database `index` places after the URL's own: each xdist worker gets a keyspace
+    of its own on a shared server, so registry-wide keys (`live:streams`, the ended
+    registry, the dead letters) and the unsharded drainers that walk them never see
+    another worker's streams. (Pub/Sub ignores databases, but every channel is a
+    stream's own, named by its random id.)"""
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    if index == 0:
+        return url
+    db = base + index
+    if db > 15:
+        raise pytest.UsageError(
+            f"LIVE_TEST_REDIS_URL {url}: worker {index} would need database {db}; "
+            "run fewer xdist workers (-n) or use a lower database number"
+        )
+    return urlunsplit(parts._replace(path=f"/{db}"))
 
 
 # --- Redis -------------------------------------------------------------------------
@@ -42,9 +101,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
+    """A Redis of this worker's own: a database of the shared server named by
+    `LIVE_TEST_REDIS_URL`, or else an embedded server started for the session."""
     url = os.environ.get("LIVE_TEST_REDIS_URL")
     if url:
-        yield url
+        yield per_worker_redis_url(url, worker_index())
         return
     with EmbeddedRedis() as server:
         yield server.url
@@ -55,6 +116,35 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def private_redis_url() -> Iterator[str]:
+    """An embedded Redis of the module's own: no service's sweeper or drainer shares it,
+    so tests that count who expired what, or how many scripts ran, see only their own."""
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture
+async def private_redis(private_redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(private_redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def pooled(redis_url: str) -> AsyncIterator[Redis]:
+    """A client of this worker's Redis with room for hundreds of commands in flight."""
+    client = Redis.from_url(redis_url, decode_responses=True, max_connections=600)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def res(pooled: Redis) -> Reservations:
+    """The reservation scripts with a one-minute hold and no buy rate limit."""
+    return Reservations(pooled, ttl_s=60, buys_per_window=0)
 
 
 # --- SQL ---------------------------------------------------------------------------
@@ -120,87 +210,6 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 # --- the service as a real process -------------------------------------------------
 
 
-@dataclass
-class ServiceProcess:
-    """`live serve` running in a subprocess, on a free port of 127.0.0.1."""
-
-    env: dict[str, str]
-    args: list[str] = field(default_factory=list)
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self, log_dir: Path, timeout_s: float = 30.0) -> ServiceProcess:
-        self.log_path = log_dir / f"service-{self.port}.log"
-        cmd = [sys.executable, "-m", "live.cli", "serve", "--port", str(self.port), *self.args]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=log_dir
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"live serve exited early:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"live serve did not become healthy:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path else ""
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-def service_env(redis_url: str | None, database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
-    env.update(
-        LIVE_DATABASE_URL=database_url,
-        LIVE_SECRET=TEST_SECRET,
-        LIVE_LOG_LEVEL="info",
-        PYTHONPATH=str(ROOT),
-    )
-    if redis_url:
-        env["LIVE_REDIS_URL"] = redis_url
-    env.update(extra)
-    return env
-
-
-@contextlib.contextmanager
-def service_pair(env: dict[str, str], log_dir: Path) -> Iterator[tuple[ServiceProcess, ...]]:
-    """Two service processes on the same Redis: one audience split over both."""
-    started: list[ServiceProcess] = []
-    try:
-        for _ in range(2):
-            started.append(ServiceProcess(env=dict(env)).start(log_dir))
-        yield tuple(started)
-    finally:
-        for svc in started:
-            svc.stop()
-
-
 @pytest.fixture
 def start_service(tmp_path: Path) -> Iterator:
     """Factory: start_service(env, *args) -> a running ServiceProcess, stopped after."""
@@ -212,8 +221,7 @@ def start_service(tmp_path: Path) -> Iterator:
         return svc
 
     yield start
-    for svc in started:
-        svc.stop()
+    stop_all(started)
 
 
 @pytest.fixture(scope="session")
@@ -234,32 +242,32 @@ async def client(service: ServiceProcess) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-# --- helpers for the API tests ------------------------------------------------------
-
-
-@dataclass
-class HostedStream:
-    id: str
-    host_token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.host_token}"}
-
-
-async def new_stream(client: httpx.AsyncClient, title: str = "Spring drop") -> HostedStream:
-    r = await client.post("/api/streams", json={"title": title, "host_name": "Ann"})
-    assert r.status_code == 201, r.text
-    body = r.json()
-    return HostedStream(id=body["id"], host_token=body["host_token"])
-
-
-async def new_viewer(client: httpx.AsyncClient, name: str = "Bo") -> tuple[str, str]:
-    r = await client.post("/api/viewers", json={"name": name})
-    assert r.status_code == 201, r.text
-    return r.json()["viewer_id"], r.json()["token"]
-
-
 @pytest.fixture
 async def stream(client: httpx.AsyncClient) -> HostedStream:
     return await new_stream(client)
+
+
+# --- the chat tests' pair of processes ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chat_pair(
+    redis_url: str, sqlite_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, ...]]:
+    """Two service processes on this worker's Redis with the chat limits of
+    helpers/chat.py, shared by the chat modules (they name the xdist group `chat`, so
+    that the pair is started once)."""
+    env = service_env(redis_url, sqlite_url, **CHAT_ENV)
+    with service_pair(env, tmp_path_factory.mktemp("chat")) as pair:
+        yield pair
+
+
+@pytest.fixture
+async def chat_api(chat_pair: tuple[ServiceProcess, ...]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=chat_pair[0].url, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+async def chat_stream(chat_api: httpx.AsyncClient) -> HostedStream:
+    return await new_stream(chat_api)

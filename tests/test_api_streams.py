@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 import httpx
 import pytest
-from conftest import TEST_SECRET, HostedStream, new_stream, new_viewer
+from helpers.api import HostedStream, new_stream, new_viewer
+from helpers.services import TEST_SECRET
 
 from live.tokens import TokenSigner
 
@@ -125,8 +126,8 @@ async def test_missing_and_forged_tokens_are_401(
 
 async def test_expired_token_is_401(client: httpx.AsyncClient, stream: HostedStream) -> None:
     signer = TokenSigner(TEST_SECRET.encode())
-    token = signer.issue("host", stream.id, 1)
-    await asyncio.sleep(1.1)
+    # Issued two minutes ago with a one-minute lifetime.
+    token = signer.issue("host", stream.id, 60, now=time.time() - 120)
     r = await client.post(f"/api/streams/{stream.id}/messages", json={"text": "hi"},
                           headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401 and "expired" in r.json()["detail"]

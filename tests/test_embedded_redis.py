@@ -9,9 +9,12 @@ import time
 import httpx
 import psutil
 import pytest
-from conftest import ServiceProcess, service_env
+from helpers.services import ServiceProcess, service_env
 
 from live.embedded_redis import EmbeddedRedis
+
+# Services started, signalled and killed, one each per test.
+pytestmark = pytest.mark.slow
 
 
 def embedded_servers(pid: int) -> list[psutil.Process]:

@@ -7,23 +7,21 @@ import contextlib
 import random
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from conftest import HostedStream, new_stream, new_viewer, service_env
+from helpers.api import HostedStream, bearer, new_stream, new_viewer
+from helpers.services import module_service_pair, service_env, service_pair
 from redis.asyncio import Redis
 
 from inventory import keys
 from realtime import keys as rt_keys
 
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def add_product(
@@ -191,12 +189,19 @@ async def clients_of(*services: Any) -> AsyncIterator[list[httpx.AsyncClient]]:
         ]
 
 
+# Two processes on one Redis, shared by the storms of this module (each on its own
+# stream); the test that kills one has a pair of its own.
+two_services = module_service_pair({"LIVE_BUY_RATE_PER_S": "0"}, "two")
+
+
 @pytest.fixture
-def two_services(redis_url: str, sqlite_url: str, start_service: Any, **_: Any) -> list[Any]:
+def doomed_pair(redis_url: str, sqlite_url: str, tmp_path: Path) -> Iterator[Any]:
     env = service_env(redis_url, sqlite_url, LIVE_BUY_RATE_PER_S="0")
-    return [start_service(env), start_service(env)]
+    with service_pair(env, tmp_path) as pair:
+        yield pair
 
 
+@pytest.mark.heavy
 async def test_no_oversell_across_two_processes(two_services: list[Any], redis: Redis) -> None:
     a, b = two_services
     async with clients_of(a, b) as (ca, cb):
@@ -228,6 +233,7 @@ async def test_no_oversell_across_two_processes(two_services: list[Any], redis: 
         assert await open_units(redis, stream.id, "HOT") == stock
 
 
+@pytest.mark.heavy
 async def test_per_viewer_limit_under_concurrency(two_services: list[Any], redis: Redis) -> None:
     a, b = two_services
     async with clients_of(a, b) as (ca, cb):
@@ -246,10 +252,12 @@ async def test_per_viewer_limit_under_concurrency(two_services: list[Any], redis
         assert await stock_left(ca, stream.id, "LIM") == 100 - units
 
 
+@pytest.mark.slow
+@pytest.mark.heavy
 async def test_kill_a_process_mid_storm_keeps_the_books(
-    two_services: list[Any], redis: Redis
+    doomed_pair: list[Any], redis: Redis
 ) -> None:
-    a, b = two_services
+    a, b = doomed_pair
     async with clients_of(a, b) as (ca, cb):
         stream = await new_stream(ca)
         await add_product(ca, stream, "K", 40)
@@ -264,7 +272,10 @@ async def test_kill_a_process_mid_storm_keeps_the_books(
                     pass  # the killed process: outcome unknown to the client
 
         storm = asyncio.gather(*(attempt(t) for t in range(200)))
-        await asyncio.sleep(0.3)
+        # Killed mid-storm: once units are being reserved, with most attempts to come.
+        while await stock_left(ca, stream.id, "K") == 40:
+            assert not storm.done(), "the storm reserved nothing"
+            await asyncio.sleep(0.01)
         b.stop(signal.SIGKILL)
         await storm
         left = await stock_left(ca, stream.id, "K")
@@ -272,6 +283,8 @@ async def test_kill_a_process_mid_storm_keeps_the_books(
         assert await open_units(redis, stream.id, "K") == 40 - left
 
 
+@pytest.mark.slow
+@pytest.mark.heavy
 async def test_expiry_and_sale_end_exactly_once_with_two_sweepers(
     redis_url: str, sqlite_url: str, start_service: Any, redis: Redis
 ) -> None:
@@ -334,6 +347,7 @@ async def test_end_sales_of_stream_announces_once(
     assert [orjson.loads(f["m"])["type"] for _, f in hist].count("sale.ended") == 1
 
 
+@pytest.mark.heavy
 async def test_flash_sale_storm_across_two_processes(two_services: list[Any], redis: Redis) -> None:
     a, b = two_services
     async with clients_of(a, b) as (ca, cb):

@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -263,6 +264,7 @@ class InventoryMachine(RuleBasedStateMachine):
         assert {k: int(v) for k, v in counts.items()} == expected
 
 
+@pytest.mark.heavy  # thousands of script calls back to back
 def test_inventory_matches_model(redis_url: str) -> None:
     global REDIS_URL
     REDIS_URL = redis_url

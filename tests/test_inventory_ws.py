@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
 
 import httpx
-import orjson
 import websockets
-from conftest import HostedStream, ServiceProcess, new_viewer
+from helpers.api import HostedStream, new_viewer
+from helpers.services import ServiceProcess
+from helpers.ws import connect, recv
 
-
-async def connect(svc: ServiceProcess, sid: str, token: str) -> websockets.ClientConnection:
-    return await websockets.connect(
-        f"{svc.ws_url}/ws/streams/{sid}?token={token}",
-        subprotocols=["live.json"],
-        open_timeout=10,
-        max_queue=None,
-    )
+# The newest `stock` value each socket has seen per sku, also from messages `next_of`
+# passed over while waiting for another type (the last one may come before a reply).
+STOCK_SEEN: dict[tuple[int, str], int] = {}
 
 
 async def next_of(ws: websockets.ClientConnection, *types: str, wait: float = 5.0) -> dict:
     deadline = time.monotonic() + wait
     while True:
-        msg = orjson.loads(
-            await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
-        )
+        msg = await recv(ws, max(0.01, deadline - time.monotonic()))
+        if msg["type"] == "stock":
+            STOCK_SEEN[(id(ws), msg["data"]["sku"])] = msg["data"]["left"]
         if msg["type"] in types:
             return msg
 
@@ -65,6 +60,9 @@ async def test_buy_over_websocket_matches_http(
             headers={"Authorization": f"Bearer {t1}"},
         )
         assert http.status_code == 200 and http.json()["id"] == res["id"]
+        # A reservation touched over HTTP is also told to the buyer's open sockets.
+        echo = await next_of(ws1, "reservation")
+        assert echo["seq"] is None and echo["data"]["id"] == res["id"]
 
         cases = [
             (ws1, {"sku": "W", "qty": 1, "key": "b"}, "limit_exceeded"),
@@ -82,13 +80,10 @@ async def test_buy_over_websocket_matches_http(
         last = await buy(ws2, sku="W", qty=1, key="i")
         assert last["type"] == "reservation"
         # Watchers see the stock fall to zero (coalesced, but the last value always).
-        deadline = time.monotonic() + 5
-        left = None
-        while left != 0 and time.monotonic() < deadline:
-            msg = await next_of(ws2, "stock", wait=deadline - time.monotonic())
-            if msg["data"]["sku"] == "W":
-                left = msg["data"]["left"]
-        assert left == 0
+        deadline = time.monotonic() + 10
+        while STOCK_SEEN.get((id(ws2), "W")) != 0:
+            assert time.monotonic() < deadline, STOCK_SEEN.get((id(ws2), "W"))
+            await next_of(ws2, "stock", wait=deadline - time.monotonic())
     finally:
         await ws1.close()
         await ws2.close()

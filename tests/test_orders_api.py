@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from conftest import HostedStream, service_env
+import pytest
+from helpers.api import HostedStream
+from helpers.orders import reconcile
+from helpers.services import ServiceProcess, service_env
 from redis.asyncio import Redis
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -88,16 +90,23 @@ async def _stats_when(
         await asyncio.sleep(0.05)
 
 
-def _service(start_service, redis_url: str, database_url: str) -> tuple[object, str]:
+@pytest.fixture(scope="module")
+def orders_service(
+    redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, str]]:
+    """One service per order store for this module's tests (each on streams of its own),
+    draining with a consumer group of its own."""
     group = f"orders_t{secrets.token_hex(4)}"
     env = service_env(redis_url, database_url, LIVE_DRAIN_GROUP=group, LIVE_DRAIN_BLOCK_MS="50")
-    return start_service(env), group
+    svc = ServiceProcess(env=env).start(tmp_path_factory.mktemp("orders"))
+    yield svc, group
+    svc.stop()
 
 
 async def test_orders_pages_and_stats(
-    start_service, redis: Redis, redis_url: str, database_url: str
+    orders_service: tuple[ServiceProcess, str], redis: Redis
 ) -> None:
-    svc, _ = _service(start_service, redis_url, database_url)
+    svc, _ = orders_service
     async with httpx.AsyncClient(base_url=svc.url, timeout=10) as client:
         stream, viewers = await _setup(client)
         rids = await _buy_25(client, stream, viewers)
@@ -149,20 +158,20 @@ async def test_orders_pages_and_stats(
 
 
 async def test_orders_and_stats_reject_bad_input(
-    start_service, redis_url: str, database_url: str
+    orders_service: tuple[ServiceProcess, str]
 ) -> None:
-    svc, _ = _service(start_service, redis_url, database_url)
+    svc, _ = orders_service
     async with httpx.AsyncClient(base_url=svc.url, timeout=10) as client:
         stream, viewers = await _setup(client)
         other, _ = await _setup(client)
         url = f"/api/streams/{stream.id}/orders"
         for params, code in [
-            ({"limit": "0"}, "invalid_limit"),
-            ({"limit": "201"}, "invalid_limit"),
-            ({"limit": "ten"}, "invalid_limit"),
-            ({"cursor": "%%%not-a-cursor"}, "invalid_cursor"),
-            ({"cursor": "W10"}, "invalid_cursor"),
-            ({"status": "shipped"}, "invalid_status"),
+            ({"limit": "0"}, "invalid_query"),
+            ({"limit": "201"}, "invalid_query"),
+            ({"limit": "ten"}, "invalid_query"),
+            ({"cursor": "%%%not-a-cursor"}, "invalid_query"),
+            ({"cursor": "W10"}, "invalid_query"),
+            ({"status": "shipped"}, "invalid_query"),
         ]:
             r = await client.get(url, params=params, headers=stream.auth)
             assert r.status_code == 400, (params, r.text)
@@ -176,28 +185,21 @@ async def test_orders_and_stats_reject_bad_input(
         assert r.json() == {"orders": [], "next_cursor": None}
 
 
-def _reconcile(env: dict[str, str], sid: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "live.cli", "reconcile", sid, "--wait", "10"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def test_reconcile_agrees_then_reports_the_difference(
-    start_service, redis_url: str, database_url: str, orders_engine: AsyncEngine, tmp_path: Path
+    orders_service: tuple[ServiceProcess, str],
+    redis_url: str,
+    database_url: str,
+    orders_engine: AsyncEngine,
+    tmp_path: Path,
 ) -> None:
-    svc, group = _service(start_service, redis_url, database_url)
+    svc, group = orders_service
     env = service_env(redis_url, database_url, LIVE_DRAIN_GROUP=group)
     async with httpx.AsyncClient(base_url=svc.url, timeout=10) as client:
         stream, viewers = await _setup(client)
         rids = await _buy_25(client, stream, viewers)
         await _stats_when(client, stream, paid=15)
 
-    ok = await asyncio.to_thread(_reconcile, env, stream.id, tmp_path)
+    ok = await asyncio.to_thread(reconcile, env, stream.id, tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "agree" in ok.stdout
 
@@ -206,11 +208,11 @@ async def test_reconcile_agrees_then_reports_the_difference(
     async with orders_engine.begin() as conn:
         await conn.execute(delete(OrderRow).where(OrderRow.id == lost))
         await conn.execute(update(OrderRow).where(OrderRow.id == wrong).values(status="expired"))
-    bad = await asyncio.to_thread(_reconcile, env, stream.id, tmp_path)
+    bad = await asyncio.to_thread(reconcile, env, stream.id, tmp_path)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert f"{lost}: paid in Redis, missing in SQL" in bad.stdout
     assert f"{wrong}: status is 'paid' in Redis, 'expired' in SQL" in bad.stdout
     assert "sku mug: 42 units reserved/paid in Redis, 38 in SQL" in bad.stdout
 
-    unknown = await asyncio.to_thread(_reconcile, env, "s_0000000000000000", tmp_path)
+    unknown = await asyncio.to_thread(reconcile, env, "s_0000000000000000", tmp_path)
     assert unknown.returncode == 2 and "unknown stream" in unknown.stderr

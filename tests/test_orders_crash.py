@@ -1,7 +1,7 @@
 """Crash tests with real processes: `live drain` and `live serve` SIGKILLed mid-burst.
 
-The claim under test is PROTOCOL.md's "no lost order": every confirmed reservation
-becomes exactly one row in SQL, whatever process dies when.
+The claim under test is the protocol's "no lost order" (docs/protocol.md): every
+confirmed reservation becomes exactly one row in SQL, whatever process dies when.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from pathlib import Path
 
 import httpx
 import orjson
-from conftest import service_env
-from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
-from test_orders_drain import (
+import pytest
+from helpers.orders import (
     add_stream,
     emit_status,
     new_rid,
@@ -28,9 +26,15 @@ from test_orders_drain import (
     sql_orders,
     waiting,
 )
+from helpers.services import service_env
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory import keys as inv_keys
 from orders.models import OrderRow
+
+# Processes SIGKILLed mid-burst, several seconds each, with bursts that keep the CPUs busy.
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 STATUS = OrderRow.__table__.c.keys().index("status")
 ORDER_ID = OrderRow.__table__.c.keys().index("order_id")

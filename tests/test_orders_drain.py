@@ -4,143 +4,30 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from typing import Any
 
 import orjson
 import pytest
+from helpers.orders import (
+    TYPES,
+    add_stream,
+    drain_all,
+    emit,
+    emit_status,
+    new_rid,
+    new_sid,
+    reservation,
+    settings_for,
+    sql_orders,
+    waiting,
+)
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inventory import keys as inv_keys
-from orders.drain import DEAD_LETTER, Drainer, DrainSettings
+from orders.drain import Drainer
 from orders.models import OrderRow, ProductRow, StreamRow
-
-TYPES = {
-    "reserved": "reservation.created",
-    "paid": "reservation.confirmed",
-    "cancelled": "reservation.cancelled",
-    "expired": "reservation.expired",
-}
-
-
-# --- helpers shared with the other test_orders_* files ----------------------------
-
-
-def new_sid() -> str:
-    return f"s_{secrets.token_hex(8)}"
-
-
-def new_rid(sid: str) -> str:
-    return f"r_{sid[2:]}{secrets.token_hex(8)}"
-
-
-def reservation(sid: str, rid: str, status: str, *, qty: int = 1, created_at: int = 0) -> dict:
-    now = created_at or int(time.time() * 1000)
-    r: dict[str, Any] = {
-        "id": rid,
-        "stream_id": sid,
-        "viewer_id": "v_" + rid[-8:],
-        "sku": "mug",
-        "qty": qty,
-        "price_cents": 1250,
-        "sale_id": None,
-        "key": "k-" + rid[-6:],
-        "created_at": now,
-        "expires_at": now + 600_000,
-        "status": status,
-    }
-    if status == "paid":
-        r.update(order_id="o_" + rid[2:], paid_at=now + 5)
-    elif status == "cancelled":
-        r["cancelled_at"] = now + 5
-    elif status == "expired":
-        r["expired_at"] = now + 600_000
-    return r
-
-
-async def add_stream(redis: Redis, sid: str, stock: int = 1_000_000) -> None:
-    now = int(time.time() * 1000)
-    await emit(
-        redis,
-        sid,
-        "stream.created",
-        {
-            "id": sid,
-            "title": "t",
-            "host_name": "Ann",
-            "status": "live",
-            "pinned_sku": None,
-            "created_at": now,
-            "ended_at": None,
-        },
-    )
-    await emit(
-        redis,
-        sid,
-        "product.added",
-        {
-            "stream_id": sid,
-            "sku": "mug",
-            "title": "Mug",
-            "price_cents": 1250,
-            "stock": stock,
-            "per_user_limit": None,
-            "created_at": now,
-        },
-    )
-    await redis.sadd(inv_keys.STREAMS, sid)
-
-
-async def emit(redis: Redis, sid: str, type_: str, data: dict) -> None:
-    await redis.xadd(inv_keys.events(sid), {"type": type_, "data": orjson.dumps(data)})
-
-
-async def emit_status(redis: Redis, sid: str, rid: str, status: str, **kw: Any) -> None:
-    await emit(redis, sid, TYPES[status], reservation(sid, rid, status, **kw))
-
-
-async def sql_orders(engine: AsyncEngine, sid: str) -> dict[str, tuple]:
-    t = OrderRow.__table__
-    async with engine.connect() as conn:
-        rows = (await conn.execute(select(t).where(t.c.stream_id == sid))).all()
-    return {r.id: tuple(r) for r in rows}
-
-
-async def waiting(redis: Redis, group: str, sids: list[str]) -> int:
-    """Events of these streams not yet in SQL for `group` (all of them if the group
-    does not exist yet)."""
-    total = 0
-    for sid in sids:
-        key = inv_keys.events(sid)
-        mine = [g for g in await redis.xinfo_groups(key) if g["name"] == group]
-        if not mine:
-            total += await redis.xlen(key)
-        for g in mine:
-            total += int(g["pending"]) + int(g["lag"] or 0)
-    return total
-
-
-async def drain_all(drainer: Drainer, sids: list[str], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        await drainer.step()
-        if await waiting(drainer.redis, drainer.group, sids) == 0:
-            return
-        assert time.monotonic() < deadline, "drainer did not catch up"
-
-
-def settings_for(sids: list[str], **kw: Any) -> DrainSettings:
-    # A group of its own and only this test's streams: the machine's Redis is shared.
-    return DrainSettings(
-        group=kw.pop("group", f"orders_t{secrets.token_hex(4)}"),
-        only=frozenset(sids),
-        block_ms=kw.pop("block_ms", 20),
-        refresh_ms=kw.pop("refresh_ms", 10),
-        **kw,
-    )
 
 
 @pytest.fixture
@@ -318,8 +205,15 @@ async def test_pending_entries_of_a_dead_consumer_are_claimed(
 
     drainer = Drainer(redis, engine, settings)
     assert await drainer.step() == 0  # nothing new, nothing idle long enough yet
-    await asyncio.sleep(0.25)
-    drainer._next_claim = 0.0  # the claim pass is periodic; run it now
+    # Until Redis counts every one of them idle for long enough to be claimed.
+    deadline = time.monotonic() + 10
+    while True:
+        held = await redis.xpending_range(key, settings.group, "-", "+", 100)
+        if min(e["time_since_delivered"] for e in held) > settings.claim_idle_ms:
+            break
+        assert time.monotonic() < deadline, held[:3]
+        await asyncio.sleep(0.02)
+    drainer.intake.next_claim = 0.0  # the claim pass is periodic; run it now
     await drain_all(drainer, [sid])
     assert drainer.stats.claimed == 52
     assert (await redis.xpending(key, settings.group))["pending"] == 0
@@ -335,9 +229,16 @@ async def test_malformed_event_is_dead_lettered_and_does_not_block(
     await redis.xadd(inv_keys.events(sid), {"type": "reservation.confirmed", "data": "{oops"})
     await emit(redis, sid, "reservation.confirmed", {"id": "r_x", "stream_id": sid})
     await emit_status(redis, sid, good, "paid")
-    before = await redis.xlen(DEAD_LETTER)
-    drainer = Drainer(redis, engine, settings_for([sid]))
+    settings = settings_for([sid])
+    drainer = Drainer(redis, engine, settings)
     await drain_all(drainer, [sid])
     assert set(await sql_orders(engine, sid)) == {good}
     assert drainer.stats.dead_lettered == 2
-    assert await redis.xlen(DEAD_LETTER) >= before + 2
+    # Kept in the stream's own dead letters, with the reason and the group that set
+    # them aside (a service sharing this Redis drains the stream with its own group).
+    dead = [
+        (i, f) for i, f in await redis.xrange(inv_keys.dead_letters(sid))
+        if f["group"] == settings.group
+    ]
+    assert len(dead) == 2
+    assert all(fields["why"] for _, fields in dead)

@@ -9,10 +9,8 @@ import contextlib
 import sqlite3
 import time
 
-from redis.asyncio import Redis
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
-from test_orders_drain import (
+import pytest
+from helpers.orders import (
     add_stream,
     emit_status,
     new_rid,
@@ -21,10 +19,17 @@ from test_orders_drain import (
     sql_orders,
     waiting,
 )
+from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orders.db import make_engine
-from orders.drain import Drainer, lag
+from orders.drain import Drainer
+from orders.lag import lag
 from orders.models import OrderRow
+
+# The database cut off and brought back: seconds of waiting by design.
+pytestmark = pytest.mark.slow
 
 
 class TcpProxy:

@@ -7,10 +7,13 @@ import asyncio
 import httpx
 import pytest
 import websockets
-from conftest import service_env
+from helpers.services import service_env
 from websockets.exceptions import InvalidStatus
 
 from live.embedded_redis import EmbeddedRedis
+
+# A service whose Redis goes away.
+pytestmark = pytest.mark.slow
 
 
 async def test_handshake_is_503_not_a_hang_when_redis_is_down(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,7 +14,17 @@ import msgpack
 import orjson
 import pytest
 import websockets
-from conftest import HostedStream, ServiceProcess, new_stream, new_viewer, service_env, service_pair
+from helpers.api import HostedStream, host_says, new_stream, new_viewer
+from helpers.services import ServiceProcess, module_service_pair, service_env
+from helpers.ws import (
+    collect_host_messages,
+    collect_until,
+    connect,
+    decode,
+    recv,
+    recv_type,
+    ws_url,
+)
 from redis.asyncio import Redis
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -34,16 +44,8 @@ HUB_ENV = {
     "LIVE_WS_MAX_COMMENT_CHARS": "200",
 }
 
-
-@pytest.fixture(scope="module")
-def hub_pair(
-    redis_url: str, sqlite_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
-    """Two service processes on the same Redis: one audience split over both."""
-    env = service_env(redis_url, sqlite_url, **HUB_ENV)
-    log_dir = tmp_path_factory.mktemp("hub")
-    with service_pair(env, log_dir) as pair:
-        yield pair
+# Two service processes on the same Redis: one audience split over both.
+hub_pair = module_service_pair(HUB_ENV, "hub")
 
 
 @pytest.fixture
@@ -58,71 +60,6 @@ async def live(api: httpx.AsyncClient) -> HostedStream:
 
 
 # --- helpers -----------------------------------------------------------------------
-
-
-def ws_url(svc: ServiceProcess, sid: str, token: str | None = None) -> str:
-    url = f"{svc.ws_url}/ws/streams/{sid}"
-    return url + (f"?token={token}" if token else "")
-
-
-async def connect(
-    svc: ServiceProcess, sid: str, token: str | None = None, proto: str = "live.json"
-) -> websockets.ClientConnection:
-    return await websockets.connect(
-        ws_url(svc, sid, token), subprotocols=[proto], max_size=2**22, open_timeout=10,
-        # Keep reading (and answering pings) while the test is busy elsewhere.
-        max_queue=None,
-    )
-
-
-def decode(raw: str | bytes) -> dict[str, Any]:
-    return msgpack.unpackb(raw) if isinstance(raw, bytes) else orjson.loads(raw)
-
-
-async def recv(ws: websockets.ClientConnection, wait: float = 5.0) -> dict[str, Any]:
-    return decode(await asyncio.wait_for(ws.recv(), wait))
-
-
-async def recv_type(
-    ws: websockets.ClientConnection, type_: str, wait: float = 5.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + wait
-    while True:
-        msg = await recv(ws, max(0.01, deadline - time.monotonic()))
-        if msg["type"] == type_:
-            return msg
-
-
-async def host_says(api: httpx.AsyncClient, stream: HostedStream, text: str) -> int:
-    r = await api.post(f"/api/streams/{stream.id}/messages", json={"text": text},
-                       headers=stream.auth)
-    assert r.status_code == 202, r.text
-    return int(r.json()["seq"])
-
-
-async def collect_host_messages(
-    ws: websockets.ClientConnection, n: int, wait: float = 20.0
-) -> list[tuple[int, str]]:
-    got: list[tuple[int, str]] = []
-    deadline = time.monotonic() + wait
-    while len(got) < n:
-        msg = await recv(ws, max(0.01, deadline - time.monotonic()))
-        if msg["type"] == "host.message":
-            got.append((msg["seq"], msg["data"]["text"]))
-    return got
-
-
-async def collect_until(
-    ws: websockets.ClientConnection, last_seq: int, wait: float = 20.0
-) -> list[dict[str, Any]]:
-    """Every broadcast message up to and including `last_seq`."""
-    got: list[dict[str, Any]] = []
-    deadline = time.monotonic() + wait
-    while not got or got[-1]["seq"] < last_seq:
-        msg = await recv(ws, max(0.01, deadline - time.monotonic()))
-        if msg["seq"] is not None and msg["type"] != "hello":
-            got.append(msg)
-    return got
 
 
 class RawViewer:
@@ -379,6 +316,7 @@ async def test_stream_ended_reaches_viewers_then_closes_1000(hub_pair, api, live
             await recv(late)
 
 
+@pytest.mark.slow
 async def test_stalled_viewer_is_closed_1008_keeps_newest_stock_and_slows_no_one(
     start_service, redis_url, sqlite_url, api, live, redis: Redis
 ) -> None:

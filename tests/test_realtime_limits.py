@@ -11,27 +11,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 import websockets
-from conftest import (
-    HostedStream,
-    ServiceProcess,
-    free_port,
-    new_stream,
-    new_viewer,
-    service_env,
-    service_pair,
-)
+from helpers.api import HostedStream, new_stream, new_viewer
+from helpers.services import ServiceProcess, free_port, module_service_pair, service_env
+from helpers.ws import close_all, join, recv, recv_type
 from redis.asyncio import Redis
-from test_realtime_chat import join
-from test_realtime_hub import recv, recv_type
 
-from realtime.settings import HubConfigError, HubSettings
+from live.config import ConfigError, Settings
+from realtime import keys as rt_keys
+from realtime.settings import HubSettings
 
 CAP = 3
 LEASE_S = 1.5
@@ -42,13 +36,7 @@ LIMITS_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def limits_pair(
-    redis_url: str, sqlite_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
-    env = service_env(redis_url, sqlite_url, **LIMITS_ENV)
-    with service_pair(env, tmp_path_factory.mktemp("limits")) as pair:
-        yield pair
+limits_pair = module_service_pair(LIMITS_ENV, "limits")
 
 
 @pytest.fixture
@@ -88,10 +76,6 @@ async def admitted_within(
             await asyncio.sleep(0.1)
 
 
-async def close_all(*sockets: websockets.ClientConnection) -> None:
-    await asyncio.gather(*(ws.close() for ws in sockets))
-
-
 # --- the cap on a viewer's sockets -------------------------------------------------
 
 
@@ -122,18 +106,30 @@ async def test_viewer_socket_cap_spans_processes_and_frees_on_close(
     await close_all(*held, *others)
 
 
-async def test_open_sockets_keep_their_place_past_the_lease(limits_pair, api, live) -> None:
+async def test_open_sockets_keep_their_place_past_the_lease(
+    limits_pair, api, live, redis: Redis
+) -> None:
     a, b = limits_pair
-    _, token = await new_viewer(api)
+    vid, token = await new_viewer(api)
     held = [await join(a, live.id, token), await join(b, live.id, token),
             await join(b, live.id, token)]
-    # Long past several leases: each process renews its sockets' leases.
-    await asyncio.sleep(LEASE_S * 3)
+    # Past the end of every first lease (by the Redis clock that times them): each
+    # process has renewed its sockets' leases in the meantime.
+    key = rt_keys.viewer_connections(live.id, vid)
+    first_ends = dict(await redis.zrange(key, 0, -1, withscores=True))
+    assert len(first_ends) == CAP
+    deadline = time.monotonic() + LEASE_S * 5
+    while (await redis.time())[0] * 1000 <= max(first_ends.values()) + 100:
+        assert time.monotonic() < deadline, "the Redis clock stands still?"
+        await asyncio.sleep(0.05)
+    renewed = dict(await redis.zrange(key, 0, -1, withscores=True))
+    assert all(renewed[m] > end for m, end in first_ends.items()), (first_ends, renewed)
     exc = await refused(a, live.id, token)
     assert exc is not None and exc.response.status_code == 429
     await close_all(*held)
 
 
+@pytest.mark.slow
 async def test_a_killed_process_leaks_no_places(
     limits_pair, api, live, start_service, redis_url, sqlite_url
 ) -> None:
@@ -157,6 +153,7 @@ async def test_a_killed_process_leaks_no_places(
     await close_all(*fresh)
 
 
+@pytest.mark.slow
 async def test_a_stopped_process_releases_its_places_at_once(
     limits_pair, api, live, start_service, redis_url, sqlite_url
 ) -> None:
@@ -232,15 +229,19 @@ async def test_comment_record_stays_bounded(limits_pair, api, live, redis: Redis
     ],
 )
 def test_bad_hub_settings_name_the_variable(name: str, value: str) -> None:
-    with pytest.raises(HubConfigError, match=name):
-        HubSettings.from_env({name: value})
+    with pytest.raises(ConfigError, match=name):
+        _hub_settings({name: value})
+
+
+def _hub_settings(env: dict[str, str]) -> HubSettings:
+    return Settings.from_env({"LIVE_SECRET": "x", **env}).ws
 
 
 def test_hub_settings_defaults_and_protocol_minimums() -> None:
-    d = HubSettings.from_env({})
+    d = _hub_settings({})
     assert (d.likes_interval_ms, d.viewers_interval_ms) == (200, 1000)
     assert d.max_connections_per_viewer == 5
-    s = HubSettings.from_env({
+    s = _hub_settings({
         "LIVE_WS_LIKES_INTERVAL_MS": "200", "LIVE_WS_VIEWERS_INTERVAL_MS": "1000",
         "LIVE_WS_MAX_CONNECTIONS_PER_VIEWER": "0",
     })
@@ -248,6 +249,7 @@ def test_hub_settings_defaults_and_protocol_minimums() -> None:
     assert s.max_connections_per_viewer == 0
 
 
+@pytest.mark.slow
 def test_service_refuses_to_start_with_a_too_fast_interval(
     redis_url: str, sqlite_url: str
 ) -> None:
@@ -261,6 +263,7 @@ def test_service_refuses_to_start_with_a_too_fast_interval(
     assert "LIVE_WS_LIKES_INTERVAL_MS" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 async def test_likes_and_viewers_intervals_come_from_the_environment(
     start_service, redis_url, sqlite_url
 ) -> None:
@@ -292,7 +295,11 @@ async def test_likes_and_viewers_intervals_come_from_the_environment(
         if i % 8 == 0:
             joined.append(await join(svc, live.id))
         await asyncio.sleep(0.05)
-    await asyncio.sleep(likes_ms / 1000 * 2)
+    # Until the trailing `likes` message (at most one interval later) has the last tap.
+    deadline = time.monotonic() + likes_ms / 1000 * 5
+    while not got["likes"] or got["likes"][-1]["data"]["total"] < 80:
+        assert time.monotonic() < deadline, got["likes"][-1:]
+        await asyncio.sleep(0.02)
     watching.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watching

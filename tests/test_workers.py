@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import random
+import re
 import signal
 import time
 from pathlib import Path
 
 import httpx
 import psutil
-from conftest import ServiceProcess, service_env
+import pytest
+from helpers.services import ServiceProcess, service_env
+
+# Multi-process services started and stopped repeatedly.
+pytestmark = pytest.mark.slow
+
+
+def no_worker_replaced(svc: ServiceProcess) -> bool:
+    """uvicorn's supervisor SIGKILLs and replaces a worker that misses its health check
+    (live/cli.py: WORKER_HEALTHCHECK_TIMEOUT_S), logging "Child process [pid] died"."""
+    return re.search(r"Child process \[\d+\] died", svc.log()) is None
 
 
 def test_every_worker_sees_every_stream(start_service, redis_url: str, sqlite_url: str) -> None:
+    # start() returns once both workers have logged that they are ready.
     svc: ServiceProcess = start_service(service_env(redis_url, sqlite_url), "--workers", "2")
     created = []
     for i in range(10):
@@ -32,6 +44,7 @@ def test_every_worker_sees_every_stream(start_service, redis_url: str, sqlite_ur
             state = httpx.get(f"{svc.url}/api/streams/{stream['id']}").json()
             assert state["title"] == stream["title"]
             assert [p["stock_left"] for p in state["products"]] == [5]
+    assert no_worker_replaced(svc), svc.log()[-2000:]
 
 
 def test_sigterm_stops_every_worker_promptly(
@@ -43,10 +56,9 @@ def test_sigterm_stops_every_worker_promptly(
     that race shows in roughly one stop in four of a bare `live serve --workers 2` start
     and SIGTERM loop, rarely under pytest.)"""
     for attempt in range(4):
-        env = service_env(redis_url, f"sqlite+aiosqlite:///{tmp_path}/stop-{attempt}.db",
-                          LIVE_LOG_LEVEL="warning")
+        env = service_env(redis_url, f"sqlite+aiosqlite:///{tmp_path}/stop-{attempt}.db")
         svc = ServiceProcess(env=env, args=["--workers", "2"])
-        svc.start(tmp_path)
+        svc.start(tmp_path)  # both workers ready (counted in the INFO log)
         assert svc.proc is not None
         workers = psutil.Process(svc.proc.pid).children(recursive=True)
         time.sleep(random.uniform(0.1, 1.5))  # stop at any point of the sweeper's cycle
@@ -58,3 +70,4 @@ def test_sigterm_stops_every_worker_promptly(
         for proc in alive:
             proc.kill()
         assert code == 0 and took < 15 and not alive, (attempt, code, took, svc.log()[-2000:])
+        assert no_worker_replaced(svc), svc.log()[-2000:]

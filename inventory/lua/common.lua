@@ -9,6 +9,36 @@ local K_IDEM = KEYS[6]     -- hash "viewer\nkey" -> reservation id
 local K_COUNTS = KEYS[7]   -- hash "viewer\nsku[\nsale]" -> units the viewer holds
 local K_EXPIRY = KEYS[8]   -- zset reservation id -> expires_at of open reservations
 local K_EVENTS = KEYS[9]   -- stream of events for the order drainer (docs/EVENTS.md)
+local K_GBUYS = KEYS[10]   -- hash group-buy id -> group-buy JSON
+local K_GROUPS = KEYS[11]  -- hash group id -> group JSON with its members
+local K_GEXPIRY = KEYS[12] -- zset group id -> window end of open groups
+local K_REFS = KEYS[13]    -- hash viewer -> the viewer who referred it here
+local K_RATES = KEYS[14]   -- hash level1_bps, level2_bps (referral commission now)
+local K_CHECKED = KEYS[15] -- run_id of the Redis server the stream was last checked on
+local K_SETTLED = KEYS[16] -- zset reservation id -> settled at (paid, cancelled, expired)
+local K_PURGED = KEYS[17]  -- hash: rows and paid units per sku the purge removed
+local N_KEYS = 17          -- scripts that take more KEYS find theirs after these
+
+-- Set by lua/groups_common.lua: what a group reservation's release does to its group.
+local group_released
+
+-- The freshness guard (inventory/guard.py): stock changes only on the Redis server the
+-- stream was last checked against the order store on. A restarted or failed-over Redis
+-- has another run_id (it is not persisted, a replica has its own) and may hold older
+-- state than SQL (lost AOF tail, older snapshot, replica that lacked writes), so every
+-- change refuses until the stream has been rebuilt from SQL (lua/rebuild.lua).
+local function server_id()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
+
+-- A stream without events key has no Redis state at all (never created, or retired):
+-- nothing there can be sold, and the script gives its own answer (not_found...).
+local function require_checked()
+  if redis.call('GET', K_CHECKED) ~= server_id() and redis.call('EXISTS', K_EVENTS) == 1 then
+    error({err = 'STREAM_RECOVERING the stream was not checked against the order store '
+      .. 'on this Redis server yet'})
+  end
+end
 
 -- The last ARGV of every script is the caller's clock (epoch ms). Redis' TIME would
 -- spare the NTP-synced hosts' skew but costs a quarter of reserve.lua's throughput; all
@@ -83,10 +113,33 @@ local function give_back(r)
     redis.call('HDEL', K_COUNTS, field)
   end
   redis.call('ZREM', K_EXPIRY, r.id)
+  if present(r.group_id) then
+    group_released(r)
+  end
+end
+
+-- Who earns a commission on a payment by `viewer` now, at the rates in force now; nil
+-- when the viewer was brought by nobody. Kept on the order so its events carry it.
+local function referral_snapshot(viewer)
+  local l1 = redis.call('HGET', K_REFS, viewer)
+  if not l1 then
+    return nil
+  end
+  local rates = redis.call('HMGET', K_RATES, 'level1_bps', 'level2_bps')
+  return {
+    level1 = l1, level2 = redis.call('HGET', K_REFS, l1) or cjson.null,
+    level1_bps = tonumber(rates[1] or '0'), level2_bps = tonumber(rates[2] or '0'),
+  }
+end
+
+-- A settled reservation is kept for status reads and key replays, then purged.
+local function settle(r, now)
+  redis.call('ZADD', K_SETTLED, now, r.id)
 end
 
 local function expire_reservation(r, now)
   give_back(r)
+  settle(r, now)
   r.status = 'expired'
   r.expired_at = now
   local raw = cjson.encode(r)

@@ -2,6 +2,7 @@
 -- ARGV[1] sku, ARGV[2] sale id ('' any), ARGV[3] reason, ARGV[4] '1' to end it now
 -- (stream ended), else only when its time is up.
 -- Returns the ended sale's JSON, or '' when there was nothing to end.
+require_checked()
 local raw = redis.call('HGET', K_SALES, ARGV[1])
 if not raw then
   return ''

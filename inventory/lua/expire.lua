@@ -1,7 +1,9 @@
 -- Expire the stream's overdue reservations. Only a `reserved` one is expired, so
 -- sweepers running at the same time give each one's stock back exactly once.
 -- ARGV[1] most reservations to expire in this call
--- Returns {JSON list of skus whose stock changed, earliest expiry left or ''}.
+-- Returns {JSON list of skus whose stock changed, earliest expiry left or '',
+-- JSON list of groups a member dropped out of}.
+require_checked()
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local skus, seen = {}, {}
@@ -24,4 +26,4 @@ local skus_json = '[]'
 if #skus > 0 then
   skus_json = cjson.encode(skus)
 end
-return {skus_json, next_due[2] or ''}
+return {skus_json, next_due[2] or '', changed_json()}

@@ -3,15 +3,53 @@
 -- and the reservation recorded with its expiry and event. Each request sees the effects
 -- of the ones before it, exactly as if each were its own call; the batch only spares
 -- a script call and a round trip per request when a burst of buyers comes in together.
--- KEYS[9 + i] the rate-limit counter of request i's viewer in this stream
+-- KEYS[N_KEYS + 1] the stream's record (hash: id, status, ...),
+-- KEYS[N_KEYS + 1 + i] the rate-limit counter of request i's viewer in this stream
 -- ARGV[1] ttl ms, ARGV[2] buys per window (0: no limit), ARGV[3] window ms,
--- ARGV[4] stream id, then 6 values per request from ARGV[5]: viewer id, sku, qty,
--- idempotency key, new reservation id, sale id the viewer asks for or ''
+-- ARGV[4] stream id, ARGV[5] '1': the stream's record must exist and say live (else
+-- every request answers unknown_stream or stream_ended), ARGV[6] the stream's channel
+-- for messages to one viewer (realtime/personal.py), then 7 values per request from
+-- ARGV[7]: viewer id, sku, qty, idempotency key, new reservation id, sale id the viewer
+-- asks for or '', '1' to send the reservation (new or the same again) to the viewer's
+-- sockets as a `reservation` message
 -- Returns 4 values per request: outcome, reservation JSON or '', ended sale JSON or '',
 -- first: 1 when the new reservation is the stream's earliest to expire (the caller then
 -- registers the stream with the sweepers; otherwise it is registered already).
 local TTL, RATE, WINDOW, SID = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local FIRST_ARG, ARGS_PER = 5, 6
+local CHECK_STREAM, CHANNEL = ARGV[5] == '1', ARGV[6]
+local FIRST_ARG, ARGS_PER = 7, 7
+local K_META = KEYS[N_KEYS + 1]
+local n = #KEYS - N_KEYS - 1
+if n < 1 or #ARGV ~= FIRST_ARG - 1 + n * ARGS_PER + 1 then -- head, requests, the clock
+  return redis.error_reply('reserve.lua: expected 7 ARGV per rate key, got ' .. #ARGV)
+end
+
+-- The stream first, as the API did before it asked the inventory (an ended stream
+-- answers stream_ended even where the stock would need a check against SQL).
+if CHECK_STREAM then
+  local meta = redis.call('HMGET', K_META, 'id', 'status')
+  -- A record without its id is a leftover of a write that raced the retirement.
+  local refusal = (not meta[1] and 'unknown_stream') or (meta[2] ~= 'live' and 'stream_ended')
+  if refusal then
+    local out = {}
+    for _ = 1, n do
+      out[#out + 1] = refusal
+      out[#out + 1] = ''
+      out[#out + 1] = ''
+      out[#out + 1] = 0
+    end
+    return out
+  end
+end
+require_checked()
+
+-- The buyer's own `reservation` message (as realtime/personal.py's send_to_viewer
+-- writes it), published in the same step as the reservation.
+local function tell_viewer(viewer, raw, now)
+  redis.call('SPUBLISH', CHANNEL, '{"to-viewer":' .. cjson.encode(viewer)
+    .. ',"m":{"type":"reservation","seq":null,"ts":' .. string.format('%d', now)
+    .. ',"data":' .. raw .. '}}')
+end
 
 local products = {} -- sku -> decoded product: decoded once per batch
 
@@ -90,17 +128,18 @@ local function reserve(rate_key, viewer, sku, qty_arg, key, new_id, want_sale, n
   return 'created', raw, ended, first
 end
 
-local n = #KEYS - 9
-if n < 1 or #ARGV ~= 4 + n * ARGS_PER + 1 then -- the head, the requests, the clock
-  return redis.error_reply('reserve.lua: expected 6 ARGV per rate key, got ' .. #ARGV)
-end
 local now = now_ms()
 local out = {}
 for i = 1, n do
   local a = FIRST_ARG + (i - 1) * ARGS_PER
+  local viewer = ARGV[a]
   local outcome, raw, ended, first = reserve(
-    KEYS[9 + i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], now
+    KEYS[N_KEYS + 1 + i], viewer, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
+    ARGV[a + 5], now
   )
+  if ARGV[a + 6] == '1' and (outcome == 'created' or outcome == 'existing') then
+    tell_viewer(viewer, raw, now)
+  end
   out[#out + 1] = outcome
   out[#out + 1] = raw
   out[#out + 1] = ended

@@ -3,6 +3,7 @@
 -- ARGV[1] sku, ARGV[2] sale id, ARGV[3] price cents, ARGV[4] cap, ARGV[5] per-viewer
 -- limit or '', ARGV[6] duration ms, ARGV[7] stream id
 -- Returns {outcome, sale JSON or '', ended sale JSON or ''}.
+require_checked()
 local sku = ARGV[1]
 if not redis.call('HGET', K_PRODUCTS, sku) then
   return {'unknown_sku', '', ''}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from inventory.streams import ENDED, LIVE, Stream
 from live.errors import ApiError
 from live.services import Services
-from live.streams import ENDED, LIVE, Stream
 from orders.queries import stream_record
 
 
@@ -51,3 +51,14 @@ async def archived_stream(services: Services, sid: str) -> Stream | None:
         ended_at=row["ended_at"],
         archived=True,
     )
+
+
+def page_limit(request: Request, default: int, maximum: int) -> int:
+    """`?limit=`: 1..maximum in ASCII digits (str.isdigit() also takes "²" and other
+    digits int() refuses), else 400 invalid_query naming it."""
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= maximum):
+        raise ApiError(400, "invalid_query", f"limit: must be an integer from 1 to {maximum}")
+    return int(raw)

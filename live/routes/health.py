@@ -7,22 +7,33 @@ import logging
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
+from live import schemas
+from live.api import ApiRoute
 from live.routes.common import services_of
 from orders.db import ping
-from orders.drain import lag
+from orders.deadletter import dead_letter_totals
+from orders.lagreport import read_report
+from outage import REDIS, FailureLog
 
 log = logging.getLogger("live.health")
 CHECK_TIMEOUT_S = 2.0
+# Probes fail once per request while a part is down: logged once per kind (Redis: once
+# per outage, by outage.REDIS), never per request.
+_db_failures = FailureLog(log, "health check of the order store")
 
 
 async def _check(name: str, coro: object) -> str:
     try:
         await asyncio.wait_for(coro, CHECK_TIMEOUT_S)  # type: ignore[arg-type]
     except Exception as exc:
-        log.warning("health check of %s failed: %r", name, exc)
+        if name == "redis":
+            REDIS.failed("/healthz", exc)
+        else:
+            _db_failures.failed(exc, "/healthz answers 503")
         return f"error: {type(exc).__name__}"
+    if name == "db":
+        _db_failures.succeeded()
     return "ok"
 
 
@@ -43,22 +54,42 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def _drain_lag(request: Request) -> dict[str, object]:
-    """Events waiting in Redis for the order store. Informational: a backlog is not an
-    outage (they drain when SQL is back), so it never turns the status to 503."""
-    settings = request.app.state.drain_settings
+    """Events waiting in Redis for the order store, as last measured in the background
+    (orders/lagreport.py): one read, whatever the number of streams. Informational: a
+    backlog is not an outage (they drain when SQL is back), so it never turns the
+    status to 503."""
+    services = services_of(request)
+    settings = services.settings.drain
     try:
-        out: dict[str, object] = dict(
-            await asyncio.wait_for(
-                lag(services_of(request).redis, settings.group), CHECK_TIMEOUT_S
-            )
+        report = await asyncio.wait_for(
+            read_report(services.redis, settings.group), CHECK_TIMEOUT_S
         )
     except Exception as exc:
         log.warning("drain lag check failed: %r", exc)
         return {"status": f"error: {type(exc).__name__}"}
-    waiting = int(out["lag"]) + int(out["pending"])  # type: ignore[call-overload]
-    out["status"] = "ok" if waiting <= settings.max_lag else "behind"
+    out: dict[str, object]
+    if report is None:
+        out = {"status": "unknown", "detail": "no lag report yet"}
+    else:
+        out = dict(report)
+        waiting = int(report["lag"]) + int(report["pending"])
+        stale_ms = max(3 * services.settings.drain_lag_report_ms, 30_000)
+        if int(report["age_ms"]) > stale_ms:
+            out["status"] = "stale"
+        else:
+            out["status"] = "ok" if waiting <= settings.max_lag else "behind"
     out["max_lag"] = settings.max_lag
+    try:
+        # Two O(1) reads, whatever the number of streams.
+        out["dead_letters"] = await asyncio.wait_for(
+            dead_letter_totals(services_of(request).redis), CHECK_TIMEOUT_S
+        )
+    except Exception as exc:
+        log.warning("dead-letter count failed: %r", exc)
     return out
 
 
-routes = [Route("/healthz", healthz, methods=["GET"])]
+routes = [
+    ApiRoute("/healthz", healthz, "GET", summary="Redis, SQL and drain health",
+             ok={200: schemas.Health, 503: schemas.Health}),
+]

@@ -8,8 +8,9 @@ from typing import Annotated
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
+from live import schemas
+from live.api import ApiRoute
 from live.auth import require_host
 from live.bodies import Body, read_body
 from live.errors import ApiError
@@ -17,7 +18,7 @@ from live.routes.common import load_stream, services_of
 from realtime import moderation
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-Word = Annotated[str, Field(min_length=1, max_length=50)]
+Word = Annotated[str, Field(min_length=1, max_length=moderation.MAX_BANNED_WORD_CHARS)]
 
 
 class Mute(Body):
@@ -89,11 +90,24 @@ async def get_banned_words(request: Request) -> JSONResponse:
     return JSONResponse({"words": await moderation.banned_words(services_of(request).redis, sid)})
 
 
+GONE = {404: "unknown_stream", 410: "stream_archived"}
+
 routes = [
-    Route("/api/streams/{sid}/comments/{comment_id}", delete_comment, methods=["DELETE"]),
-    Route("/api/streams/{sid}/mutes", add_mute, methods=["POST"]),
-    Route("/api/streams/{sid}/mutes", list_mutes, methods=["GET"]),
-    Route("/api/streams/{sid}/mutes/{viewer_id}", remove_mute, methods=["DELETE"]),
-    Route("/api/streams/{sid}/banned-words", put_banned_words, methods=["PUT"]),
-    Route("/api/streams/{sid}/banned-words", get_banned_words, methods=["GET"]),
+    ApiRoute("/api/streams/{sid}/comments/{comment_id}", delete_comment, "DELETE",
+             summary="Delete a comment (again: the same answer)", auth="host",
+             ok={200: schemas.CommentDeleted},
+             errors={**GONE, 400: "invalid_id", 404: "unknown_stream / unknown_comment"}),
+    ApiRoute("/api/streams/{sid}/mutes", add_mute, "POST", summary="Mute a viewer",
+             auth="host", body=Mute, ok={201: schemas.MuteState}, errors=GONE),
+    ApiRoute("/api/streams/{sid}/mutes", list_mutes, "GET", summary="Muted viewers",
+             auth="host", ok={200: schemas.MuteList}, errors=GONE),
+    ApiRoute("/api/streams/{sid}/mutes/{viewer_id}", remove_mute, "DELETE",
+             summary="Unmute a viewer", auth="host", ok={200: schemas.MuteState},
+             errors={**GONE, 400: "invalid_id", 404: "unknown_stream / not_muted"}),
+    ApiRoute("/api/streams/{sid}/banned-words", put_banned_words, "PUT",
+             summary="Replace the banned words", auth="host", body=BannedWords,
+             ok={200: schemas.WordList}, errors=GONE),
+    ApiRoute("/api/streams/{sid}/banned-words", get_banned_words, "GET",
+             summary="The banned words", auth="host", ok={200: schemas.WordList},
+             errors=GONE),
 ]

@@ -7,9 +7,10 @@ from typing import Annotated
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from inventory.sales import SaleError
+from live import schemas
+from live.api import ApiRoute
 from live.auth import require_host
 from live.bodies import Body, read_body
 from live.buying import Sku, announce
@@ -56,4 +57,9 @@ async def start_sale(request: Request) -> JSONResponse:
     return JSONResponse(sale, status_code=201)
 
 
-routes = [Route("/api/streams/{sid}/sales", start_sale, methods=["POST"])]
+routes = [
+    ApiRoute("/api/streams/{sid}/sales", start_sale, "POST", summary="Start a flash sale",
+             auth="host", body=NewSale, ok={201: schemas.Sale},
+             errors={404: "unknown_stream / unknown_sku",
+                     409: "sale_active / sold_out / stream_ended"}),
+]

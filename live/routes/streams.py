@@ -7,16 +7,20 @@ from typing import Annotated
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from inventory.catalog import Product, ProductExists
+from inventory.catalog import Product, ProductExists, TooManyProducts
+from inventory.streams import LIVE
+from live import directory, schemas
+from live.api import SIGNUP_ERRORS, ApiRoute
 from live.auth import require_host
 from live.bodies import Body, read_body
 from live.buying import end_sales_of_stream
 from live.errors import ApiError
+from live.group_buying import end_groups_of_stream
+from live.identity import authorize_signup
 from live.routes.common import load_stream, services_of
 from live.state import stream_state
-from realtime.publish import now_ms
+from rediskit.codec import now_ms
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 MAX_PRICE_CENTS = 100_000_000_00  # one hundred million in currency units
@@ -45,12 +49,14 @@ class HostMessage(Body):
 
 
 async def create_stream(request: Request) -> JSONResponse:
-    body = await read_body(request, NewStream)
     services = services_of(request)
+    await authorize_signup(request, services, "streams")
+    body = await read_body(request, NewStream)
     stream = await services.streams.create(body.title, body.host_name)
     token = services.signer.issue(
         "host", stream.id, services.settings.host_token_ttl_s, name=body.host_name
     )
+    await directory.listed(services.redis, stream.id, stream.created_at)
     out = stream.to_json()
     out.update(host_token=token, ws_path=f"/ws/streams/{stream.id}")
     return JSONResponse(out, status_code=201)
@@ -79,6 +85,11 @@ async def add_product(request: Request) -> JSONResponse:
         await services_of(request).catalog.add(product)
     except ProductExists:
         raise ApiError(409, "product_exists", f"sku {body.sku!r} is already listed") from None
+    except TooManyProducts:
+        limit = services_of(request).catalog.max_products
+        raise ApiError(
+            409, "too_many_products", f"a stream lists at most {limit} products"
+        ) from None
     return JSONResponse(product.to_json(), status_code=201)
 
 
@@ -114,21 +125,42 @@ async def end_stream(request: Request) -> JSONResponse:
     if stream.archived:  # ended long ago and retired: ending again is a no-op
         return JSONResponse(stream.to_json())
     services = services_of(request)
-    ended = await services.streams.end(sid)
-    if ended is not None:  # the first end broadcasts; repeating it is harmless
+    if stream.status == LIVE:
         # Running sales end first (`sale.ended`, reason stream_ended), so viewers see
-        # them close before the stream does.
+        # them close before the stream does (`stream.ended` closes their sockets).
         await end_sales_of_stream(services, sid)
-        await services.publisher.publish(sid, "stream.ended", {"ended_at": ended.ended_at})
+        # Its group buys close and open groups fail (refunds, `group.failed`) too.
+        await end_groups_of_stream(services, sid)
+    # The end and its `stream.ended` broadcast are one Redis script: a process that dies
+    # after this line has told every viewer already. Ending again is a no-op.
+    ended = await services.streams.end(sid)
+    if ended is not None:
         stream = ended
+    elif stream.status == LIVE:
+        # Another request ended it between our read and our end: answer its result.
+        stream = await load_stream(request, sid, archived_ok=True)
+    if stream.ended_at is not None:  # again on a repeat: repairs a crash before this line
+        await directory.ended(services.redis, sid, stream.ended_at)
     return JSONResponse(stream.to_json())
 
 
+UNKNOWN = {404: "unknown_stream"}
+CHANGE = {404: "unknown_stream", 409: "stream_ended"}
+
 routes = [
-    Route("/api/streams", create_stream, methods=["POST"]),
-    Route("/api/streams/{sid}", get_stream, methods=["GET"]),
-    Route("/api/streams/{sid}/products", add_product, methods=["POST"]),
-    Route("/api/streams/{sid}/pin", pin_product, methods=["POST"]),
-    Route("/api/streams/{sid}/messages", post_message, methods=["POST"]),
-    Route("/api/streams/{sid}/end", end_stream, methods=["POST"]),
+    ApiRoute("/api/streams", create_stream, "POST", summary="Create a stream (go live)",
+             body=NewStream, ok={201: schemas.StreamCreated}, errors=SIGNUP_ERRORS),
+    ApiRoute("/api/streams/{sid}", get_stream, "GET", summary="The whole state of a stream",
+             ok={200: schemas.StreamState}, errors=UNKNOWN),
+    ApiRoute("/api/streams/{sid}/products", add_product, "POST", summary="List a product",
+             auth="host", body=NewProduct, ok={201: schemas.Product},
+             errors={**CHANGE, 409: "product_exists / stream_ended"}),
+    ApiRoute("/api/streams/{sid}/pin", pin_product, "POST", summary="Pin a product",
+             auth="host", body=Pin, ok={200: schemas.Pinned},
+             errors={**CHANGE, 404: "unknown_stream / unknown_sku"}),
+    ApiRoute("/api/streams/{sid}/messages", post_message, "POST",
+             summary="Broadcast a host message", auth="host", body=HostMessage,
+             ok={202: schemas.Seq}, errors=CHANGE),
+    ApiRoute("/api/streams/{sid}/end", end_stream, "POST", summary="End the stream",
+             auth="host", ok={200: schemas.Stream}, errors=UNKNOWN),
 ]

@@ -4,7 +4,7 @@
 -- KEYS[1] seq, KEYS[2] history, KEYS[3] mutes, KEYS[4] banned words, KEYS[5] rate counter,
 -- KEYS[6] stats, KEYS[7] comment ids, KEYS[8] deleted comments
 -- ARGV[1] channel, ARGV[2] ts, ARGV[3] history size, ARGV[4] viewer id,
--- ARGV[5] casefolded text, ARGV[6] data JSON, ARGV[7] comments per window, ARGV[8] window ms,
+-- ARGV[5] normalized text (realtime/textnorm.py), ARGV[6] data JSON, ARGV[7] comments per window, ARGV[8] window ms,
 -- ARGV[9] comment id
 -- Returns the seq, or -1 muted, -2 rate limited, -3 banned word.
 if redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 1 then

@@ -1,0 +1,1 @@
+"""The browser pages served by `live serve`: start page, host console, watch page."""
