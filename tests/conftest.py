@@ -22,6 +22,7 @@ from helpers.api import HostedStream, new_stream, new_viewer
 from helpers.chat import CHAT_ENV
 from helpers.services import (
     ROOT,
+    SERVICE_DRAIN_GROUP,
     TEST_SECRET,
     ServiceProcess,
     free_port,
@@ -228,8 +229,11 @@ def start_service(tmp_path: Path) -> Iterator:
 def service(
     redis_url: str, sqlite_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
-    """One service process shared by the tests of the HTTP API."""
-    svc = ServiceProcess(env=service_env(redis_url, sqlite_url)).start(
+    """One service process shared by the tests of the HTTP API. It drains in a consumer
+    group of its own: with the default group it would take events of the streams that
+    later tests' own services are meant to drain (both run on this worker's Redis)."""
+    env = service_env(redis_url, sqlite_url, LIVE_DRAIN_GROUP=SERVICE_DRAIN_GROUP)
+    svc = ServiceProcess(env=env).start(
         tmp_path_factory.mktemp("service")
     )
     yield svc
@@ -257,7 +261,7 @@ def chat_pair(
     """Two service processes on this worker's Redis with the chat limits of
     helpers/chat.py, shared by the chat modules (they name the xdist group `chat`, so
     that the pair is started once)."""
-    env = service_env(redis_url, sqlite_url, **CHAT_ENV)
+    env = service_env(redis_url, sqlite_url, LIVE_DRAIN_GROUP="orders_chat", **CHAT_ENV)
     with service_pair(env, tmp_path_factory.mktemp("chat")) as pair:
         yield pair
 

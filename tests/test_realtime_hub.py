@@ -320,9 +320,12 @@ async def test_stream_ended_reaches_viewers_then_closes_1000(hub_pair, api, live
 async def test_stalled_viewer_is_closed_1008_keeps_newest_stock_and_slows_no_one(
     start_service, redis_url, sqlite_url, api, live, redis: Redis
 ) -> None:
-    # Slow heartbeats here: this viewer is meant to be caught by the stall check.
+    # Slow heartbeats here: this viewer is meant to be caught by the stall check. The
+    # stall timeout outlasts the publishing below (on a busy machine over a second), so
+    # the close comes after the final stock and must carry it.
     env = service_env(redis_url, sqlite_url, **{
-        **HUB_ENV, "LIVE_WS_PING_INTERVAL_S": "30", "LIVE_WS_PING_TIMEOUT_S": "30"})
+        **HUB_ENV, "LIVE_WS_PING_INTERVAL_S": "30", "LIVE_WS_PING_TIMEOUT_S": "30",
+        "LIVE_WS_STALL_TIMEOUT_S": "3"})
     svc = start_service(env)
     publisher = Publisher(redis)
     fast = await connect(svc, live.id)
@@ -351,7 +354,11 @@ async def test_stalled_viewer_is_closed_1008_keeps_newest_stock_and_slows_no_one
     assert elapsed < 5, elapsed
     # Past the stall timeout the stalled viewer is closed; it finds the newest stock
     # before the close frame, and it lost host messages on the way.
-    await asyncio.sleep(2.0)
+    # Reading now would un-stall it: wait for the server's word that it gave up first.
+    deadline = time.monotonic() + 15
+    while "too slow; closing with 1008" not in svc.log():
+        assert time.monotonic() < deadline, "the stalled viewer was never closed"
+        await asyncio.sleep(0.1)
     await stalled.read_to_end(10)
     assert stalled.close_code() == 1008
     msgs = stalled.messages()

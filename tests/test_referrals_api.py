@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from helpers.services import SERVICE_DRAIN_GROUP
 from redis.asyncio import Redis
 from social_support import Viewer, ledger, open_shop, pay, settled, viewers
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -113,7 +114,7 @@ async def test_ledger_lines_at_the_rates_of_the_sale(
         headers=a.auth,
     )
     assert (await pay(client, res.json()["id"], a)).status_code == 200
-    await settled(redis, engine, shop.id)
+    await settled(redis, engine, shop.id, SERVICE_DRAIN_GROUP)
     lines = sorted(
         (ln["kind"], ln["level"], ln["viewer_id"], ln["amount_cents"])
         for ln in await ledger(engine, shop.id)

@@ -110,6 +110,10 @@ class ServiceProcess:
         return self.proc.returncode
 
 
+# The consumer group of the session's shared `service` fixture (see it in conftest).
+SERVICE_DRAIN_GROUP = "orders_session"
+
+
 def service_env(redis_url: str | None, database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
     env.update(
