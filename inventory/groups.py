@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from domain.errors import DomainError
 from inventory import keys
 from inventory.guard import Guard, StreamRecovering
 from inventory.registry import stream_pages
@@ -53,8 +54,21 @@ _GROUP_BUY_ID = re.compile(r"^gb_([0-9a-f]{16})[0-9a-f]{16}$")
 _CODE = re.compile(rf"^[{CODE_ALPHABET}]{{{CODE_LEN}}}$")
 
 
-class GroupError(Exception):
-    """A group-buy request failed; `code` is the PROTOCOL.md error code."""
+class GroupError(DomainError):
+    """A group-buy request failed; `code` is the protocol's error code."""
+
+    details = {
+        "unknown_group_buy": "no such group buy",
+        "not_found": "no such group",
+        "unknown_group": "no group with this id or share code",
+        "group_full": "the group has all its members",
+        "group_closed": "the group (or its group buy) is not open any more",
+        "already_member": "you are in this group already",
+        "sold_out": "not enough stock left",
+        "limit_exceeded": "over the per-viewer limit for this item",
+        "idempotency_conflict": "this key was used for another request",
+        "unknown_sku": "no such product in this stream",
+    }
 
     def __init__(
         self,
@@ -63,7 +77,6 @@ class GroupError(Exception):
         failed: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(code)
-        self.code = code
         self.reservation = reservation
         self.failed = failed  # a group found past its window and failed on the way
 

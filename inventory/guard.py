@@ -24,6 +24,9 @@ from typing import TypeVar
 
 from redis.exceptions import ResponseError
 
+from domain.errors import DomainError
+from outage import RETRY_AFTER_S
+
 RECOVERING = "STREAM_RECOVERING"
 CHECK_ROUNDS = 3
 
@@ -31,11 +34,16 @@ T = TypeVar("T")
 Recover = Callable[[str], Awaitable[object]]
 
 
-class StreamRecovering(Exception):
+class StreamRecovering(DomainError):
     """The stream must be checked against the order store before it changes."""
 
     def __init__(self, sid: str) -> None:
-        super().__init__(f"stream {sid} is being recovered")
+        super().__init__(
+            "stream_recovering",
+            f"stream {sid} is being checked against the order store after a Redis "
+            "restart or failover; try again shortly",
+            retry_after=RETRY_AFTER_S,
+        )
         self.sid = sid
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from domain.errors import DomainError
 from inventory import keys
 from inventory.scripts import load, run
 from rediskit.codec import text
@@ -32,10 +33,14 @@ _STREAM_ID = re.compile(r"^s_([0-9a-f]{16})$")
 _CODE = re.compile(r"^([0-9a-f]{16})[0-9a-f]{8}$")
 
 
-class ReferralError(Exception):
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
+class ReferralError(DomainError):
+    details = {
+        "unknown_referral": "no such referral code",
+        "referral_refused": "binding to yourself or in a cycle is refused",
+        "unknown_stream": "no such stream",
+        "invalid_rates":
+            "level1_bps and level2_bps must each be 0..3000 and together at most 5000",
+    }
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from domain.errors import DomainError
 from inventory import keys
 from inventory.guard import Guard
 from inventory.reservations import stream_of
@@ -22,10 +23,14 @@ REFUND = load("refund.lua")
 _ORDER_ID = re.compile(r"^o_([0-9a-f]{32})$")
 
 
-class RefundError(Exception):
+class RefundError(DomainError):
+    details = {
+        "not_found": "no such order in this stream",
+        "not_paid": "only a paid order can be refunded",
+    }
+
     def __init__(self, code: str, reservation: dict[str, Any] | None = None) -> None:
         super().__init__(code)
-        self.code = code
         self.reservation = reservation
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from domain.errors import DomainError
 from inventory import keys
 from inventory.batching import Batcher
 from inventory.guard import Guard
@@ -39,9 +40,29 @@ _RESERVATION_ID = re.compile(r"^r_([0-9a-f]{16})([0-9a-f]{16})$")
 Item = tuple[str, str, int, str, str, str, str]
 
 
-class ReservationError(Exception):
+class ReservationError(DomainError):
     """A reservation could not be made or changed; `code` is the protocol's error code
     (docs/protocol.md)."""
+
+    details = {
+        "unknown_stream": "no such stream",
+        "stream_ended": "the stream has ended",
+        "sold_out": "not enough stock left",
+        "limit_exceeded": "over the per-viewer limit for this item",
+        "unknown_sku": "no such product in this stream",
+        "sale_not_active": "that flash sale is not running",
+        "idempotency_conflict": "this key was used for another sku or qty",
+        "rate_limited": "too many buys; slow down",
+        "invalid_qty": f"qty must be an integer from 1 to {MAX_QTY}",
+        "invalid_key": f"key must be 1 to {MAX_KEY_LEN} characters",
+        "not_found": "no such reservation",
+        "forbidden": "this reservation belongs to another viewer",
+        "expired": "the reservation expired and its stock was released",
+        "cancelled": "the reservation was cancelled",
+        "paid": "the reservation is paid already",
+        "refunded": "the reservation was refunded",
+        "group_pending": "the reservation is paid and waits for its group to form",
+    }
 
     def __init__(
         self,
@@ -53,7 +74,6 @@ class ReservationError(Exception):
         group: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(code)
-        self.code = code
         self.reservation = reservation
         # Side effects that happened even though the request failed (an overdue
         # reservation expired on the way, a sale found over): the caller announces them.

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from domain.errors import DomainError
 from inventory import keys
 from inventory.guard import Guard
 from inventory.scripts import load, run
@@ -26,10 +27,15 @@ START_SALE = load("start_sale.lua")
 END_SALE = load("end_sale.lua")
 
 
-class SaleError(Exception):
+class SaleError(DomainError):
+    details = {
+        "unknown_sku": "no such product in this stream",
+        "sale_active": "a flash sale of this sku is running already",
+        "sold_out": "no stock left to put on sale",
+    }
+
     def __init__(self, code: str, sale: dict[str, Any] | None = None) -> None:
         super().__init__(code)
-        self.code = code
         self.sale = sale
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from live.errors import ApiError
+from domain.errors import DomainError
 from live.tokens import Claims, TokenError, TokenSigner
 
 
@@ -13,7 +13,7 @@ def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "missing bearer token")
+        raise DomainError("unauthorized", "missing bearer token")
     return token.strip()
 
 
@@ -22,20 +22,20 @@ def claims_of(request: Request) -> Claims:
     try:
         return signer.verify(bearer_token(request))
     except TokenError as exc:
-        raise ApiError(401, "unauthorized", str(exc)) from None
+        raise DomainError("unauthorized", str(exc)) from None
 
 
 def require_host(request: Request, sid: str) -> Claims:
     claims = claims_of(request)
     if claims.role != "host":
-        raise ApiError(403, "forbidden", "this needs the stream's host token")
+        raise DomainError("forbidden", "this needs the stream's host token")
     if claims.subject != sid:
-        raise ApiError(403, "forbidden", "this host token is for another stream")
+        raise DomainError("forbidden", "this host token is for another stream")
     return claims
 
 
 def require_viewer(request: Request) -> Claims:
     claims = claims_of(request)
     if claims.role != "viewer":
-        raise ApiError(403, "forbidden", "this needs a viewer token")
+        raise DomainError("forbidden", "this needs a viewer token")
     return claims

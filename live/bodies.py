@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from starlette.requests import Request
 
-from live.errors import ApiError
+from domain.errors import DomainError
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -74,23 +74,23 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
     if declared is not None:
         try:
             if int(declared) > limit:
-                raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
+                raise DomainError("body_too_large", f"request body over {limit} bytes")
         except ValueError:
-            raise ApiError(400, "bad_request", "invalid Content-Length") from None
+            raise DomainError("bad_request", "invalid Content-Length") from None
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
+            raise DomainError("body_too_large", f"request body over {limit} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
-        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+        raise DomainError("invalid_json", "request body must be a JSON object")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
+        raise DomainError("invalid_json", f"malformed JSON: {exc}") from None
 
 
 def validation_detail(exc: ValidationError) -> str:
@@ -111,11 +111,11 @@ def _integral(value: Any) -> Any:
 
 def parse_model(model: type[M], data: Any) -> M:
     if not isinstance(data, dict):
-        raise ApiError(400, "invalid_body", "request body must be a JSON object")
+        raise DomainError("invalid_body", "request body must be a JSON object")
     try:
         return model.model_validate({k: _integral(v) for k, v in data.items()})
     except ValidationError as exc:
-        raise ApiError(400, "invalid_body", validation_detail(exc)) from None
+        raise DomainError("invalid_body", validation_detail(exc)) from None
 
 
 async def read_body(request: Request, model: type[M]) -> M:

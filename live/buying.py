@@ -11,10 +11,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from domain.errors import DomainError
 from inventory.reservations import MAX_KEY_LEN, MAX_QTY, ReservationError
 from inventory.sweeper import Sweeper
 from live.bodies import Body, parse_model
-from live.errors import ApiError
 from live.services import Services
 from live.tokens import Claims
 from telemetry.metrics import RESERVATIONS, RESERVE_DURATION
@@ -24,35 +24,12 @@ _OUTCOMES: dict[str, Any] = {}  # outcome -> its RESERVATIONS child (labels() co
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 
-# Error codes of the inventory scripts -> HTTP status and what the viewer is told.
-ERRORS: dict[str, tuple[int, str]] = {
-    "sold_out": (409, "not enough stock left"),
-    "limit_exceeded": (409, "over the per-viewer limit for this item"),
-    "unknown_sku": (404, "no such product in this stream"),
-    "sale_not_active": (409, "that flash sale is not running"),
-    "idempotency_conflict": (409, "this key was used for another sku or qty"),
-    "rate_limited": (429, "too many buys; slow down"),
-    "invalid_qty": (400, f"qty must be an integer from 1 to {MAX_QTY}"),
-    "invalid_key": (400, f"key must be 1 to {MAX_KEY_LEN} characters"),
-    "not_found": (404, "no such reservation"),
-    "forbidden": (403, "this reservation belongs to another viewer"),
-    "expired": (410, "the reservation expired and its stock was released"),
-    "cancelled": (409, "the reservation was cancelled"),
-    "paid": (409, "the reservation is paid already"),
-}
-
-
 class Buy(Body):
     sku: Sku
     qty: Annotated[int, Field(ge=1, le=MAX_QTY)]
     key: Annotated[str, Field(min_length=1, max_length=MAX_KEY_LEN)]
     # Optional: buy only at this flash sale's price (sale_not_active once it is over).
     sale_id: Annotated[str | None, Field(max_length=64)] = None
-
-
-def api_error(exc: ReservationError) -> ApiError:
-    status, detail = ERRORS.get(exc.code, (409, exc.code))
-    return ApiError(status, exc.code, detail)
 
 
 async def announce(
@@ -93,7 +70,7 @@ async def buy(
         status, reservation = await reserve(services, sid, viewer, body, notify)
         outcome = "created" if status == 201 else "replayed"
         return status, reservation
-    except ApiError as exc:
+    except DomainError as exc:
         outcome = exc.code
         raise
     finally:
@@ -110,7 +87,7 @@ async def reserve(
     """Reserve `body = {"sku", "qty", "key"}` for `viewer` in stream `sid`.
 
     Returns (HTTP status, reservation JSON): 201 for a new reservation, 200 for the same
-    idempotency key again. Raises ApiError with the PROTOCOL.md code otherwise
+    idempotency key again. Raises DomainError with the protocol's code otherwise
     (invalid_body, unknown_stream, stream_ended, unknown_sku, sold_out, limit_exceeded,
     sale_not_active, idempotency_conflict, rate_limited). `notify`: the reservation also
     goes to the viewer's open sockets (an HTTP buy; a websocket buy is answered there).
@@ -118,20 +95,16 @@ async def reserve(
     (`Reservations(check_stream=True)`), one round trip in all.
     """
     if viewer.role != "viewer":
-        raise ApiError(403, "forbidden", "buying needs a viewer token")
+        raise DomainError("forbidden", "buying needs a viewer token")
     req = parse_model(Buy, body)
     try:
         outcome = await services.reservations.reserve(
             sid, viewer.subject, req.sku, req.qty, req.key, req.sale_id, notify
         )
     except ReservationError as exc:
-        if exc.code == "unknown_stream":
-            raise ApiError(404, "unknown_stream", f"no stream {sid!r}") from None
-        if exc.code == "stream_ended":
-            raise ApiError(409, "stream_ended", "the stream has ended") from None
         if exc.ended_sale is not None:
             await announce(services, sid, req.sku, False, exc.ended_sale)
-        raise api_error(exc) from None
+        raise
     await announce(services, sid, req.sku, outcome.stock_changed, outcome.ended_sale)
     return (201 if outcome.created else 200), outcome.reservation
 

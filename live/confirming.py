@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
+from domain.errors import DomainError
 from inventory.reservations import ReservationError, stream_of
-from live.buying import announce, api_error
-from live.errors import ApiError
+from live.buying import announce
 from live.group_buying import after_payment, after_settle_error
 from live.services import Services
 from orders.group_commit import CommitFailed
@@ -28,7 +28,7 @@ EVENT_OF_STATUS = {"paid": "reservation.confirmed", "group_pending": "reservatio
 
 async def confirm(services: Services, rid: str, viewer_id: str) -> dict[str, Any]:
     """The paid reservation (`group_pending` for a member of a group not yet formed),
-    committed to SQL with that status; raises ApiError otherwise."""
+    committed to SQL with that status; raises DomainError otherwise."""
     try:
         outcome = await services.reservations.confirm(rid, viewer_id)
     except ReservationError as exc:
@@ -44,10 +44,10 @@ async def confirm(services: Services, rid: str, viewer_id: str) -> dict[str, Any
             # Settled and purged from Redis (LIVE_SETTLED_RETENTION_S): SQL answers.
             r = await reservation_record(services.engine, rid)
             if r is not None and r["viewer_id"] != viewer_id:
-                raise api_error(ReservationError("forbidden")) from None
+                raise ReservationError("forbidden") from None
             if r is not None and r["status"] != "reserved":
-                raise api_error(ReservationError(r["status"], r)) from None
-        raise api_error(exc) from None
+                raise ReservationError(r["status"], r) from None
+        raise exc from None
     reservation = outcome.reservation
     # The event type that carries this status to SQL (docs/EVENTS.md); a retry of a
     # confirm may find the reservation refunded since, which the drainer records.
@@ -65,10 +65,9 @@ async def confirm(services: Services, rid: str, viewer_id: str) -> dict[str, Any
     # The group's progress is made in Redis whatever SQL did: viewers hear of it.
     await after_payment(services, outcome)
     if not committed:
-        raise ApiError(
-            503,
+        raise DomainError(
             "try_again",
             "the payment is taken but not yet recorded; retry the confirm",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+            retry_after=RETRY_AFTER_S,
         )
     return reservation

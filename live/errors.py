@@ -1,4 +1,5 @@
-"""The one error shape of the HTTP API: `{"error": CODE, "detail": TEXT}`."""
+"""The one error shape of the HTTP API, `{"error": CODE, "detail": TEXT}`: a raised
+DomainError (domain/errors.py) gets the status its code maps to here."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
-from inventory.guard import StreamRecovering
+from domain.errors import DomainError
 from outage import REDIS, RETRY_AFTER_S, redis_down
 
 log = logging.getLogger("live.http")
 
+# Starlette's own HTTPExceptions (unknown path, wrong method) under our codes.
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -29,18 +31,40 @@ _HTTP_CODES = {
     503: "unavailable",
 }
 
+# The one place where an error code becomes an HTTP status; the websocket sends the code
+# as is. Every code a DomainError is raised with is listed (tests/test_errors.py).
+STATUS: dict[str, int] = {
+    # The request itself is malformed.
+    "bad_request": 400, "invalid_body": 400, "invalid_json": 400, "invalid_query": 400,
+    "invalid_id": 400, "invalid_qty": 400, "invalid_key": 400, "invalid_rates": 400,
+    "client_disconnected": 400,
+    # Websocket requests only today (realtime/), mapped for any HTTP route that takes
+    # them up: a malformed message, a comment refused.
+    "invalid_message": 400, "unknown_type": 400, "comment_too_long": 400,
+    "comment_rejected": 409,
+    "unauthorized": 401,
+    "forbidden": 403, "muted": 403,
+    # Something it names does not exist.
+    "not_found": 404, "unknown_stream": 404, "unknown_sku": 404, "unknown_comment": 404,
+    "not_muted": 404, "unknown_group_buy": 404, "unknown_group": 404,
+    "unknown_referral": 404,
+    # It conflicts with the state of what it names.
+    "conflict": 409, "stream_ended": 409, "product_exists": 409, "too_many_products": 409,
+    "sold_out": 409, "limit_exceeded": 409, "sale_not_active": 409, "sale_active": 409,
+    "idempotency_conflict": 409, "cancelled": 409, "paid": 409, "refunded": 409,
+    "group_pending": 409, "group_full": 409, "group_closed": 409, "already_member": 409,
+    "referral_refused": 409, "not_paid": 409,
+    "expired": 410, "stream_archived": 410,
+    "body_too_large": 413,
+    "rate_limited": 429,
+    # Try again shortly (with Retry-After).
+    "unavailable": 503, "stream_recovering": 503, "try_again": 503,
+}
 
-class ApiError(Exception):
-    """Raise anywhere under a route to answer with this status and error code."""
 
-    def __init__(
-        self, status: int, code: str, detail: str = "", headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(f"{status} {code}: {detail}")
-        self.status = status
-        self.code = code
-        self.detail = detail or code.replace("_", " ")
-        self.headers = headers  # e.g. Retry-After on a 503
+def status_of(code: str) -> int:
+    # An unlisted code is a bug (the test catches it); a conflict is the least wrong.
+    return STATUS.get(code, 409)
 
 
 def error_response(
@@ -49,25 +73,17 @@ def error_response(
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
-def unavailable(detail: str = "Redis is unreachable; try again shortly") -> ApiError:
-    return ApiError(503, "unavailable", detail)
+def unavailable(detail: str = "Redis is unreachable; try again shortly") -> DomainError:
+    return DomainError("unavailable", detail, retry_after=RETRY_AFTER_S)
 
 
-def recovering(sid: str) -> ApiError:
-    return ApiError(
-        503,
-        "stream_recovering",
-        f"stream {sid} is being checked against the order store after a Redis restart "
-        "or failover; try again shortly",
-    )
-
-
-async def api_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    headers = exc.headers
-    if headers is None and exc.status == 503:
-        headers = {"Retry-After": str(RETRY_AFTER_S)}
-    return error_response(exc.status, exc.code, exc.detail, headers)
+async def domain_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    status = status_of(exc.code)
+    retry = exc.retry_after if exc.retry_after is not None else (
+        RETRY_AFTER_S if status == 503 else None)
+    headers = None if retry is None else {"Retry-After": str(retry)}
+    return error_response(status, exc.code, exc.detail, headers)
 
 
 async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
@@ -83,14 +99,8 @@ async def redis_error_handler(request: Request, exc: Exception) -> Response:
     error is a bug: the generic handler logs it."""
     if redis_down(exc):
         REDIS.failed(f"{request.method} {request.url.path}", exc)
-        e = unavailable()
-        return error_response(e.status, e.code, e.detail, {"Retry-After": str(RETRY_AFTER_S)})
+        return await domain_error_handler(request, unavailable())
     return await unhandled_error_handler(request, exc)
-
-
-async def recovering_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StreamRecovering)
-    return await api_error_handler(request, recovering(exc.sid))
 
 
 def _allowed_methods(request: Request) -> str:
@@ -137,10 +147,9 @@ async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS = {
-    ApiError: api_error_handler,
+    DomainError: domain_error_handler,
     ClientDisconnect: client_disconnect_handler,
     HTTPException: http_error_handler,
     RedisError: redis_error_handler,
-    StreamRecovering: recovering_handler,
     Exception: unhandled_error_handler,
 }

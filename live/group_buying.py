@@ -10,37 +10,18 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from domain.errors import DomainError
 from inventory.groups import GroupError, GroupSweep, public_group, stream_of_group
 from inventory.reservations import MAX_KEY_LEN, Outcome, ReservationError
 from inventory.streams import LIVE
 from live.bodies import Body, parse_model
-from live.errors import ApiError
 from live.services import Services
 from live.tokens import Claims
 
 log = logging.getLogger("live.inventory")
 
-ERRORS: dict[str, tuple[int, str]] = {
-    "unknown_group_buy": (404, "no such group buy"),
-    "not_found": (404, "no such group"),
-    "unknown_group": (404, "no group with this id or share code"),
-    "group_full": (409, "the group has all its members"),
-    "group_closed": (409, "the group (or its group buy) is not open any more"),
-    "already_member": (409, "you are in this group already"),
-    "sold_out": (409, "not enough stock left"),
-    "limit_exceeded": (409, "over the per-viewer limit for this item"),
-    "idempotency_conflict": (409, "this key was used for another request"),
-    "unknown_sku": (404, "no such product in this stream"),
-}
-
-
 class GroupRequest(Body):
     key: Annotated[str, Field(min_length=1, max_length=MAX_KEY_LEN)]
-
-
-def api_error(exc: GroupError) -> ApiError:
-    status, detail = ERRORS.get(exc.code, (409, exc.code))
-    return ApiError(status, exc.code, detail)
 
 
 def answer(group: dict[str, Any], reservation: dict[str, Any]) -> dict[str, Any]:
@@ -126,14 +107,14 @@ async def end_groups_of_stream(services: Services, sid: str) -> None:
 async def _live_stream(services: Services, sid: str) -> None:
     stream = await services.streams.get(sid)
     if stream is None:
-        raise ApiError(404, "unknown_stream", f"no stream {sid!r}")
+        raise DomainError("unknown_stream", f"no stream {sid!r}")
     if stream.status != LIVE:
-        raise ApiError(409, "stream_ended", "the stream has ended")
+        raise DomainError("stream_ended", "the stream has ended")
 
 
 def _viewer(claims: Claims) -> None:
     if claims.role != "viewer":
-        raise ApiError(403, "forbidden", "group buys need a viewer token")
+        raise DomainError("forbidden", "group buys need a viewer token")
 
 
 async def open_group(
@@ -144,12 +125,12 @@ async def open_group(
     req = parse_model(GroupRequest, body)
     gb = await services.groups.get_buy(gbid)
     if gb is None:
-        raise api_error(GroupError("unknown_group_buy"))
+        raise GroupError("unknown_group_buy")
     await _live_stream(services, gb["stream_id"])
     try:
         joined = await services.groups.open(gbid, viewer.subject, req.key)
     except GroupError as exc:
-        raise api_error(exc) from None
+        raise exc from None
     if joined.created:
         g = joined.group
         log.info("group %s opened in %s by %s", g["id"], g["stream_id"], viewer.subject)
@@ -167,16 +148,16 @@ async def join_group(
     gid = await services.groups.resolve(ref)
     sid = stream_of_group(gid) if gid else None
     if gid is None or sid is None:
-        raise api_error(GroupError("unknown_group"))
+        raise GroupError("unknown_group")
     await _live_stream(services, sid)
     try:
         joined = await services.groups.join(gid, viewer.subject, req.key)
     except GroupError as exc:
         if exc.code == "not_found":  # the script found no such group
-            raise api_error(GroupError("unknown_group")) from None
+            raise GroupError("unknown_group") from None
         if exc.failed is not None:
             await announce_failed(services, sid, [exc.failed])
-        raise api_error(exc) from None
+        raise exc from None
     if joined.created:
         await services.stock_feed.changed(sid, joined.group["sku"])
         await announce_progress(services, sid, [gid])
@@ -187,5 +168,5 @@ async def find_group(services: Services, ref: str) -> dict[str, Any]:
     gid = await services.groups.resolve(ref)
     g = await services.groups.get(gid) if gid else None
     if g is None:
-        raise api_error(GroupError("unknown_group"))
+        raise GroupError("unknown_group")
     return g

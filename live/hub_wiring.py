@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from inventory.guard import StreamRecovering
+from domain.errors import DomainError
 from live import buying, ws_requests
-from live.errors import ApiError, recovering
 from live.services import Services
 from live.state import stream_state
 from live.tokens import TokenError
-from realtime.backend import HubError, Viewer
+from realtime.backend import Viewer
 from realtime.hub import Hub
 from realtime.settings import HubSettings
 from rediskit.client import redis_client
@@ -24,7 +23,7 @@ class LiveBackend:
         try:
             claims = self.services.signer.verify(token)
         except TokenError as exc:
-            raise HubError("unauthorized", str(exc)) from None
+            raise DomainError("unauthorized", str(exc)) from None
         return Viewer(id=claims.subject, name=claims.name, role=claims.role, claims=claims)
 
     async def hello_state(self, sid: str) -> dict[str, Any] | None:
@@ -34,13 +33,7 @@ class LiveBackend:
         return await stream_state(self.services, stream)
 
     async def buy(self, sid: str, viewer: Viewer, payload: dict[str, Any]) -> dict[str, Any]:
-        try:
-            _, reservation = await buying.buy(self.services, sid, viewer.claims, payload)
-        except ApiError as exc:
-            raise HubError(exc.code, exc.detail) from None
-        except StreamRecovering:
-            e = recovering(sid)
-            raise HubError(e.code, e.detail) from None
+        _, reservation = await buying.buy(self.services, sid, viewer.claims, payload)
         return reservation
 
     def handles(self, kind: str) -> bool:

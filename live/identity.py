@@ -16,7 +16,7 @@ import ipaddress
 
 from starlette.requests import Request
 
-from live.errors import ApiError
+from domain.errors import DomainError
 from live.services import Services
 
 WINDOW_S = 60
@@ -54,7 +54,7 @@ async def authorize_signup(request: Request, services: Services, kind: str) -> b
     if presents_admin_key(request, settings.admin_key):
         return True
     if settings.admin_key is not None:
-        raise ApiError(401, "unauthorized", f"creating {kind} needs the admin key")
+        raise DomainError("unauthorized", f"creating {kind} needs the admin key")
     limit = settings.signup_per_min
     if limit > 0:
         key = f"live:signup:{kind}:{client_bucket(request)}"
@@ -65,11 +65,10 @@ async def authorize_signup(request: Request, services: Services, kind: str) -> b
             count, _, ttl = await pipe.execute()
         if int(count) > limit:
             retry = max(1, int(ttl))
-            raise ApiError(
-                429,
+            raise DomainError(
                 "rate_limited",
                 f"at most {limit} new {kind} a minute from one address; retry in {retry} s",
-                headers={"Retry-After": str(retry)},
+                retry_after=retry,
             )
     return False
 

@@ -15,16 +15,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from inventory.guard import StreamRecovering
+from domain.errors import DomainError
 from inventory.referrals import stream_of_code
 from inventory.reservations import stream_of
 from live.confirming import confirm
-from live.errors import ApiError, recovering
 from live.group_buying import join_group, open_group
 from live.referral_binding import bind
 from live.services import Services
 from live.tokens import Claims
-from realtime.backend import HubError
 
 Handler = Callable[[Services, str, Claims, dict[str, Any]], Awaitable[tuple[str, dict[str, Any]]]]
 
@@ -32,7 +30,7 @@ Handler = Callable[[Services, str, Claims, dict[str, Any]], Awaitable[tuple[str,
 def _str(msg: dict[str, Any], name: str) -> str:
     value = msg.get(name)
     if not isinstance(value, str) or not value:
-        raise HubError("invalid_message", f"{name} must be a non-empty string")
+        raise DomainError("invalid_message", f"{name} must be a non-empty string")
     return value
 
 
@@ -42,7 +40,7 @@ async def _group_open(
     gbid = _str(msg, "group_buy_id")
     gb = await services.groups.get_buy(gbid)
     if gb is None or gb["stream_id"] != sid:
-        raise HubError("unknown_group_buy", "no such group buy in this stream")
+        raise DomainError("unknown_group_buy", "no such group buy in this stream")
     _, out = await open_group(services, gbid, viewer, {"key": msg.get("key")})
     return "group", out
 
@@ -66,7 +64,7 @@ async def _referral_bind(
 ) -> tuple[str, dict[str, Any]]:
     code = _str(msg, "ref")
     if stream_of_code(code) != sid:
-        raise HubError("unknown_referral", "no such referral code in this stream")
+        raise DomainError("unknown_referral", "no such referral code in this stream")
     return "referral.bound", await bind(services, viewer.subject, code)
 
 
@@ -75,7 +73,7 @@ async def _confirm(
 ) -> tuple[str, dict[str, Any]]:
     rid = _str(msg, "reservation_id")
     if stream_of(rid) != sid:  # only a reservation of the stream this socket watches
-        raise HubError("not_found", "no such reservation in this stream")
+        raise DomainError("not_found", "no such reservation in this stream")
     return "reservation", await confirm(services, rid, viewer.subject)
 
 
@@ -91,10 +89,5 @@ HANDLERS: dict[str, Handler] = {
 async def handle(
     services: Services, sid: str, viewer: Claims, kind: str, msg: dict[str, Any]
 ) -> tuple[str, dict[str, Any]]:
-    try:
-        return await HANDLERS[kind](services, sid, viewer, msg)
-    except ApiError as exc:
-        raise HubError(exc.code, exc.detail) from None
-    except StreamRecovering:
-        e = recovering(sid)
-        raise HubError(e.code, e.detail) from None
+    # A DomainError goes to the viewer as it is (realtime sends its code and detail).
+    return await HANDLERS[kind](services, sid, viewer, msg)

@@ -6,14 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from domain.errors import DomainError
 
-class HubError(Exception):
-    """A request on the socket failed: sent to that viewer as an `error` message."""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail or code.replace("_", " ")
+# A request on the socket failed: sent to that viewer as an `error` message. The same
+# type every layer raises (domain/errors.py), so the backend's errors pass through as is.
+HubError = DomainError
 
 
 @dataclass(frozen=True, slots=True)

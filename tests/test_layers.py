@@ -12,14 +12,15 @@ ROOT = Path(__file__).resolve().parent.parent
 # What each package may import besides itself. The order is the data's way down:
 # live (HTTP, CLI, wiring) → orders → inventory → realtime → outage/telemetry → rediskit.
 ALLOWED: dict[str, set[str]] = {
+    "domain": set(),  # the error type every layer raises
     "rediskit": set(),
     "telemetry": set(),
     "outage": set(),
-    "realtime": {"rediskit", "outage", "telemetry"},
+    "realtime": {"domain", "rediskit", "outage", "telemetry"},
     # inventory/streams.py ends a stream with realtime's broadcast.lua and keys.
-    "inventory": {"rediskit", "outage", "telemetry", "realtime"},
-    "orders": {"rediskit", "outage", "telemetry", "realtime", "inventory"},
-    "live": {"rediskit", "outage", "telemetry", "realtime", "inventory", "orders"},
+    "inventory": {"domain", "rediskit", "outage", "telemetry", "realtime"},
+    "orders": {"domain", "rediskit", "outage", "telemetry", "realtime", "inventory"},
+    "live": {"domain", "rediskit", "outage", "telemetry", "realtime", "inventory", "orders"},
     # The load test talks HTTP and websocket only.
     "loadtest": set(),
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import subprocess
 import sys
 import time
@@ -142,7 +143,10 @@ def run_reconcile(env: dict[str, str], sid: str, cwd: Path, *flags: str) -> tupl
 async def test_dead_letters_show_in_healthz_and_reconcile(
     redis_url: str, redis: Redis, tmp_path: Path
 ) -> None:
-    env = service_env(redis_url, f"sqlite+aiosqlite:///{tmp_path / 'live.db'}")
+    # A consumer group of its own (reconcile below uses the same env): another service
+    # on this Redis would dead-letter the poison event a second time.
+    env = service_env(redis_url, f"sqlite+aiosqlite:///{tmp_path / 'live.db'}",
+                      LIVE_DRAIN_GROUP=f"orders_t{secrets.token_hex(4)}")
     svc = ServiceProcess(env=dict(env)).start(tmp_path)
     try:
         async with httpx.AsyncClient(base_url=svc.url, timeout=30) as c:

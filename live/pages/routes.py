@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from live.errors import ApiError
+from domain.errors import DomainError
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -139,7 +139,7 @@ def _html(request: Request, name: str) -> Response:
 
 def _stream_id(request: Request) -> None:
     if not SID.match(request.path_params["sid"]):
-        raise ApiError(404, "not_found", "no such page")
+        raise DomainError("not_found", "no such page")
 
 
 async def start_page(request: Request) -> Response:
@@ -159,7 +159,7 @@ async def watch_page(request: Request) -> Response:
 async def static_file(request: Request) -> Response:
     asset = ASSETS.get(request.path_params["path"])
     if asset is None:
-        raise ApiError(404, "not_found", "no such file")
+        raise DomainError("not_found", "no such file")
     current = request.path_params["version"] == VERSION
     # An old page asking for an old version gets today's file, but not cached for good.
     cache = "public, max-age=31536000, immutable" if current else "no-cache"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from domain.errors import DomainError
 from inventory.streams import ENDED, LIVE, Stream
-from live.errors import ApiError
 from live.services import Services
 from orders.queries import stream_record
 
@@ -26,11 +26,11 @@ async def load_stream(
     if stream is None:
         stream = await archived_stream(services, sid)
         if stream is None:
-            raise ApiError(404, "unknown_stream", f"no stream {sid!r}")
+            raise DomainError("unknown_stream", f"no stream {sid!r}")
     if must_be_live and stream.status != LIVE:
-        raise ApiError(409, "stream_ended", "the stream has ended")
+        raise DomainError("stream_ended", "the stream has ended")
     if stream.archived and not archived_ok:
-        raise ApiError(410, "stream_archived", "the stream ended and its live state was archived")
+        raise DomainError("stream_archived", "the stream ended and its live state was archived")
     return stream
 
 
@@ -60,5 +60,5 @@ def page_limit(request: Request, default: int, maximum: int) -> int:
     if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= maximum):
-        raise ApiError(400, "invalid_query", f"limit: must be an integer from 1 to {maximum}")
+        raise DomainError("invalid_query", f"limit: must be an integer from 1 to {maximum}")
     return int(raw)

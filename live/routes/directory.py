@@ -8,9 +8,9 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from domain.errors import DomainError
 from live import directory, schemas
 from live.api import ApiRoute
-from live.errors import ApiError
 from live.routes.common import page_limit, services_of
 
 DEFAULT_PAGE = 20
@@ -39,7 +39,7 @@ async def list_streams(request: Request) -> JSONResponse:
         try:
             cursor = directory.decode_cursor(secret, raw)
         except directory.BadCursor:
-            raise ApiError(400, "invalid_query", "cursor: not one this service issued") from None
+            raise DomainError("invalid_query", "cursor: not one this service issued") from None
     await directory.backfill(services.redis)
     streams, next_cursor = await directory.page(services.redis, secret, limit, cursor)
     return JSONResponse(

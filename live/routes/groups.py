@@ -22,7 +22,7 @@ from live.api import ApiRoute
 from live.auth import require_host, require_viewer
 from live.bodies import Body, read_body, read_json
 from live.buying import Sku
-from live.group_buying import GroupRequest, api_error, find_group, join_group, open_group
+from live.group_buying import GroupRequest, find_group, join_group, open_group
 from live.routes.common import load_stream, services_of
 from live.routes.streams import MAX_PRICE_CENTS, MAX_STOCK
 
@@ -46,7 +46,7 @@ async def create_group_buy(request: Request) -> JSONResponse:
             sid, body.sku, body.group_price_cents, body.group_size, body.window_s, body.stock
         )
     except GroupError as exc:
-        raise api_error(exc) from None
+        raise exc from None
     await services.publisher.publish(sid, "groupbuy.started", gb)
     return JSONResponse(gb, status_code=201)
 
@@ -61,13 +61,13 @@ async def close_group_buy(request: Request) -> JSONResponse:
     gbid = request.path_params["gbid"]
     sid = stream_of_group_buy(gbid)
     if sid is None:
-        raise api_error(GroupError("unknown_group_buy"))
+        raise GroupError("unknown_group_buy")
     require_host(request, sid)
     services = services_of(request)
     try:
         gb, closed_now = await services.groups.close_buy(gbid)
     except GroupError:
-        raise api_error(GroupError("unknown_group_buy")) from None
+        raise GroupError("unknown_group_buy") from None
     if closed_now:
         await services.publisher.publish(sid, "groupbuy.closed", gb)
     return JSONResponse(gb)

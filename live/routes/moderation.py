@@ -9,11 +9,11 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from domain.errors import DomainError
 from live import schemas
 from live.api import ApiRoute
 from live.auth import require_host
 from live.bodies import Body, read_body
-from live.errors import ApiError
 from live.routes.common import load_stream, services_of
 from realtime import moderation
 
@@ -32,7 +32,7 @@ class BannedWords(Body):
 def _id(request: Request, name: str) -> str:
     value = request.path_params[name]
     if not ID_PATTERN.match(value):
-        raise ApiError(400, "invalid_id", f"{name} is not a valid id")
+        raise DomainError("invalid_id", f"{name} is not a valid id")
     return value
 
 
@@ -43,7 +43,7 @@ async def delete_comment(request: Request) -> JSONResponse:
     comment_id = _id(request, "comment_id")
     seq = await moderation.delete_comment(services_of(request).publisher, sid, comment_id)
     if seq is None:
-        raise ApiError(404, "unknown_comment", f"no comment {comment_id!r} in this stream")
+        raise DomainError("unknown_comment", f"no comment {comment_id!r} in this stream")
     # Deleting again is idempotent: the same answer, nothing broadcast.
     return JSONResponse({"id": comment_id, "deleted": True, "seq": seq})
 
@@ -70,7 +70,7 @@ async def remove_mute(request: Request) -> JSONResponse:
     await load_stream(request, sid)
     viewer_id = _id(request, "viewer_id")
     if not await moderation.unmute(services_of(request).redis, sid, viewer_id):
-        raise ApiError(404, "not_muted", f"viewer {viewer_id!r} is not muted")
+        raise DomainError("not_muted", f"viewer {viewer_id!r} is not muted")
     return JSONResponse({"viewer_id": viewer_id, "muted": False})
 
 

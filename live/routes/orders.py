@@ -8,10 +8,10 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from domain.errors import DomainError
 from live import schemas
 from live.api import ApiRoute
 from live.auth import require_host
-from live.errors import ApiError
 from live.routes.common import load_stream, page_limit, services_of
 from orders.models import STATUSES
 from orders.queries import MAX_PAGE, BadCursor, order_totals, orders_page
@@ -42,8 +42,7 @@ async def list_orders(request: Request) -> JSONResponse:
     limit = page_limit(request, DEFAULT_PAGE, MAX_PAGE)
     status = request.query_params.get("status")
     if status is not None and status not in STATUSES:
-        raise ApiError(
-            400, "invalid_query", f"status: must be one of {', '.join(STATUSES)}"
+        raise DomainError("invalid_query", f"status: must be one of {', '.join(STATUSES)}"
         )
     services = services_of(request)
     await load_stream(request, sid, archived_ok=True)
@@ -57,7 +56,7 @@ async def list_orders(request: Request) -> JSONResponse:
             secret=services.settings.secret,
         )
     except BadCursor as exc:
-        raise ApiError(400, "invalid_query", f"cursor: {exc}") from None
+        raise DomainError("invalid_query", f"cursor: {exc}") from None
     return JSONResponse({"orders": orders, "next_cursor": cursor})
 
 

@@ -13,7 +13,7 @@ from live import schemas
 from live.api import ApiRoute
 from live.auth import require_host, require_viewer
 from live.bodies import Body, read_body
-from live.referral_binding import api_error, bind
+from live.referral_binding import bind
 from live.routes.common import load_stream, services_of
 from orders.social_queries import referral_report, viewer_commissions
 
@@ -41,7 +41,7 @@ async def set_commission(request: Request) -> JSONResponse:
             sid, body.level1_bps, body.level2_bps
         )
     except ReferralError as exc:
-        raise api_error(exc) from None
+        raise exc from None
     return JSONResponse(rates)
 
 
@@ -69,7 +69,7 @@ async def bind_referral(request: Request) -> JSONResponse:
     body = await read_body(request, BindBody)
     await load_stream(request, sid)
     if stream_of_code(body.ref) != sid:
-        raise api_error(ReferralError("unknown_referral"))
+        raise ReferralError("unknown_referral")
     return JSONResponse(await bind(services_of(request), viewer.subject, body.ref))
 
 

@@ -5,20 +5,15 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from inventory.refunds import RefundError, reservation_of
+from domain.errors import DomainError
+from inventory.refunds import reservation_of
 from inventory.reservations import stream_of
 from live import schemas
 from live.api import ApiRoute
 from live.auth import require_host
 from live.buying import announce
-from live.errors import ApiError
 from live.group_buying import announce_progress
 from live.routes.common import services_of
-
-ERRORS = {
-    "not_found": (404, "no such order in this stream"),
-    "not_paid": (409, "only a paid order can be refunded"),
-}
 
 
 async def refund_order(request: Request) -> JSONResponse:
@@ -26,14 +21,10 @@ async def refund_order(request: Request) -> JSONResponse:
     rid = reservation_of(order_id)
     sid = stream_of(rid) if rid else None
     if sid is None:
-        raise ApiError(404, "not_found", "no such order")
+        raise DomainError("not_found", "no such order")
     require_host(request, sid)
     services = services_of(request)
-    try:
-        refund = await services.refunds.refund(order_id, sid)
-    except RefundError as exc:
-        status, detail = ERRORS.get(exc.code, (409, exc.code))
-        raise ApiError(status, exc.code, detail) from None
+    refund = await services.refunds.refund(order_id, sid)  # RefundError: not_found, not_paid
     r = refund.reservation
     if refund.refunded_now:
         await announce(services, sid, r["sku"], True)

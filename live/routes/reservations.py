@@ -8,14 +8,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from domain.errors import DomainError
 from inventory.reservations import Outcome, ReservationError, stream_of
 from live import schemas
 from live.api import ApiRoute
 from live.auth import require_viewer
 from live.bodies import read_json
-from live.buying import Buy, announce, api_error, buy
+from live.buying import Buy, announce, buy
 from live.confirming import confirm
-from live.errors import ApiError
 from live.group_buying import after_release, after_settle_error
 from live.notify import reservation_to_viewer
 from live.routes.common import services_of
@@ -41,7 +41,7 @@ async def _from_sql(services: Services, rid: str, viewer_id: str) -> dict[str, A
         return None
     r = await reservation_record(services.engine, rid)
     if r is not None and r["viewer_id"] != viewer_id:
-        raise api_error(ReservationError("forbidden"))
+        raise ReservationError("forbidden")
     return r
 
 
@@ -66,8 +66,8 @@ async def _settle(request: Request, action: str) -> Any:
                 done = "paid" if action == "confirm" else "cancelled"
                 if r["status"] == done:
                     return Outcome(r)
-                raise api_error(ReservationError(r["status"], r)) from None
-        raise api_error(exc) from None
+                raise ReservationError(r["status"], r) from None
+        raise exc from None
 
 
 async def confirm_reservation(request: Request) -> JSONResponse:
@@ -75,7 +75,7 @@ async def confirm_reservation(request: Request) -> JSONResponse:
     services = services_of(request)
     try:
         r = await confirm(services, request.path_params["rid"], viewer.subject)
-    except ApiError as exc:
+    except DomainError as exc:
         CONFIRMS.labels(exc.code).inc()
         raise
     CONFIRMS.labels(r["status"]).inc()  # paid, or group_pending until the group forms
@@ -104,9 +104,9 @@ async def get_reservation(request: Request) -> JSONResponse:
     if r is None:
         r = await _from_sql(services, rid, viewer.subject)
     if r is None:
-        raise api_error(ReservationError("not_found"))
+        raise ReservationError("not_found")
     if r["viewer_id"] != viewer.subject:
-        raise api_error(ReservationError("forbidden"))
+        raise ReservationError("forbidden")
     return JSONResponse(r)
 
 

@@ -8,13 +8,11 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from inventory.sales import SaleError
 from live import schemas
 from live.api import ApiRoute
 from live.auth import require_host
 from live.bodies import Body, read_body
 from live.buying import Sku, announce
-from live.errors import ApiError
 from live.routes.common import load_stream, services_of
 from live.routes.streams import MAX_PRICE_CENTS, MAX_STOCK
 
@@ -29,26 +27,15 @@ class NewSale(Body):
     duration_s: Annotated[int, Field(ge=1, le=MAX_DURATION_S)]
 
 
-SALE_ERRORS = {
-    "unknown_sku": (404, "no such product in this stream"),
-    "sale_active": (409, "a flash sale of this sku is running already"),
-    "sold_out": (409, "no stock left to put on sale"),
-}
-
-
 async def start_sale(request: Request) -> JSONResponse:
     sid = request.path_params["sid"]
     require_host(request, sid)
     body = await read_body(request, NewSale)
     await load_stream(request, sid, must_be_live=True)
     services = services_of(request)
-    try:
-        started = await services.sales.start(
-            sid, body.sku, body.price_cents, body.stock, body.per_user_limit, body.duration_s
-        )
-    except SaleError as exc:
-        status, detail = SALE_ERRORS.get(exc.code, (409, exc.code))
-        raise ApiError(status, exc.code, detail) from None
+    started = await services.sales.start(  # SaleError: unknown_sku, sale_active, sold_out
+        sid, body.sku, body.price_cents, body.stock, body.per_user_limit, body.duration_s
+    )
     if started.ended_before is not None:
         await announce(services, sid, body.sku, True, started.ended_before)
     sale = {**started.sale, "stock_left": started.sale["stock"]}

@@ -8,6 +8,7 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from domain.errors import DomainError
 from inventory.catalog import Product, ProductExists, TooManyProducts
 from inventory.streams import LIVE
 from live import directory, schemas
@@ -15,7 +16,6 @@ from live.api import SIGNUP_ERRORS, ApiRoute
 from live.auth import require_host
 from live.bodies import Body, read_body
 from live.buying import end_sales_of_stream
-from live.errors import ApiError
 from live.group_buying import end_groups_of_stream
 from live.identity import authorize_signup
 from live.routes.common import load_stream, services_of
@@ -84,11 +84,10 @@ async def add_product(request: Request) -> JSONResponse:
     try:
         await services_of(request).catalog.add(product)
     except ProductExists:
-        raise ApiError(409, "product_exists", f"sku {body.sku!r} is already listed") from None
+        raise DomainError("product_exists", f"sku {body.sku!r} is already listed") from None
     except TooManyProducts:
         limit = services_of(request).catalog.max_products
-        raise ApiError(
-            409, "too_many_products", f"a stream lists at most {limit} products"
+        raise DomainError("too_many_products", f"a stream lists at most {limit} products"
         ) from None
     return JSONResponse(product.to_json(), status_code=201)
 
@@ -101,7 +100,7 @@ async def pin_product(request: Request) -> JSONResponse:
     services = services_of(request)
     product = await services.catalog.get(sid, body.sku)
     if product is None:
-        raise ApiError(404, "unknown_sku", f"no product {body.sku!r} in this stream")
+        raise DomainError("unknown_sku", f"no product {body.sku!r} in this stream")
     await services.streams.pin(sid, body.sku)
     data = {"sku": body.sku, "product": product.to_json()}
     seq = await services.publisher.publish(sid, "product.pinned", data)

@@ -9,11 +9,11 @@ from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from domain.errors import DomainError
 from inventory.streams import new_id
 from live import schemas
 from live.api import SIGNUP_ERRORS, ApiRoute
 from live.bodies import Body, read_body
-from live.errors import ApiError
 from live.identity import authorize_signup, viewer_id_for
 from live.referral_binding import bind
 from live.routes.common import services_of
@@ -32,11 +32,11 @@ async def create_viewer(request: Request) -> JSONResponse:
     body = await read_body(request, NewViewer)
     if services.settings.admin_key is not None:
         if body.external_id is None:
-            raise ApiError(400, "invalid_body", "external_id: required with the admin key")
+            raise DomainError("invalid_body", "external_id: required with the admin key")
         viewer_id = viewer_id_for(services.settings.secret, body.external_id)
     elif body.external_id is not None:
         # Open mode: anyone could claim another person's external id.
-        raise ApiError(400, "invalid_body", "external_id: only accepted with LIVE_ADMIN_KEY")
+        raise DomainError("invalid_body", "external_id: only accepted with LIVE_ADMIN_KEY")
     else:
         viewer_id = new_id("v")
     ttl = services.settings.viewer_token_ttl_s
