@@ -64,12 +64,18 @@ async def totals(redis: Redis) -> dict[str, int]:
 dead_letter_totals = totals
 
 
-async def listed(redis: Redis, sid: str, limit: int = 1000) -> list[dict[str, Any]]:
+async def listed(
+    redis: Redis, sid: str, limit: int = 1000, group: str | None = None
+) -> list[dict[str, Any]]:
     """The stream's dead letters, oldest first: `id` (in the dead-letter stream),
-    `entry` (the original event id), `why`, `type`, `data`."""
+    `entry` (the original event id), `group`, `why`, `type`, `data`. With `group`, only
+    those that group's drainers set aside: each consumer group drains into an order
+    store of its own, and meets (and sets aside) a poison event on its own."""
     out = []
     for dead_id, fields in await redis.xrange(inv_keys.dead_letters(sid), count=limit):
         f = {text(k): text(v) for k, v in fields.items()}
+        if group is not None and f.get("group", group) != group:
+            continue
         out.append(
             {
                 "id": text(dead_id),

@@ -146,7 +146,7 @@ async def reconcile(
         return await _retired(engine, sid)
     report.unchecked = not await checked_here(redis, sid)
     await deadletter.recount(redis, sid)
-    report.dead_letters = await deadletter.listed(redis, sid)
+    report.dead_letters = await deadletter.listed(redis, sid, group=group)
     redis_res = {
         str(k if isinstance(k, str) else k.decode()): _load(v) for k, v in reservations.items()
     }

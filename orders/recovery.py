@@ -106,8 +106,11 @@ async def rebuild_stream(
     return Rebuilt(sid, report=report)
 
 
-async def replay_dead_letters(redis: Redis, engine: AsyncEngine, sid: str) -> list[str]:
-    """Apply each of the stream's dead letters alone again; the ones SQL now takes
+async def replay_dead_letters(
+    redis: Redis, engine: AsyncEngine, sid: str, group: str | None = None
+) -> list[str]:
+    """Apply each of the stream's dead letters (of `group`'s drainers, when given:
+    another group drains into another store) alone again; the ones SQL now takes
     (the cause was fixed: a migration, a corrected value) leave the dead letters.
     Returns a line per dead letter saying what happened."""
     from orders import deadletter
@@ -116,7 +119,7 @@ async def replay_dead_letters(redis: Redis, engine: AsyncEngine, sid: str) -> li
 
     lines: list[str] = []
     replayed: list[str] = []
-    for d in await deadletter.listed(redis, sid):
+    for d in await deadletter.listed(redis, sid, group=group):
         entry = (inv_keys.events(sid), d["entry"], {"type": d["type"], "data": d["data"]})
         batch = prepare([entry])
         if batch.bad:

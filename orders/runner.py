@@ -96,9 +96,9 @@ async def run_reconcile(
                 if repair:
                     rebuilt = await rebuild_stream(redis, engine, sid, force=True)
                     changes += rebuilt.lines()
-                    changes += await replay_dead_letters(redis, engine, sid)
+                    changes += await replay_dead_letters(redis, engine, sid, group)
                 if drop_dead_letters:
-                    dead = await deadletter.listed(redis, sid)
+                    dead = await deadletter.listed(redis, sid, group=group)
                     n = await deadletter.remove(redis, sid, [d["id"] for d in dead])
                     changes.append(f"dropped {n} dead letter(s)")
                 print("REPAIRED:" if changes else "REPAIR: nothing to change")

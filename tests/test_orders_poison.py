@@ -81,8 +81,10 @@ async def test_a_poison_event_is_isolated_and_the_rest_drains(
         await asyncio.wait_for(task, 30)
         await redis.sadd(inv_keys.STREAMS, sid)  # back, for reconcile below
     assert set(await sql_orders(orders_engine, sid)) == set(good)
-    dead = await deadletter.listed(redis, sid)
+    dead = await deadletter.listed(redis, sid, group=settings.group)
     assert [d["type"] for d in dead] == ["reservation.confirmed"]
+    # Another consumer group drains into another store: these are not its own.
+    assert await deadletter.listed(redis, sid, group="another") == []
     assert bad in dead[0]["data"] and "SQL refused it" in dead[0]["why"]
     assert drainer.stats.dead_lettered == 1
     after = await deadletter.totals(redis)
