@@ -42,7 +42,8 @@ async def list_orders(request: Request) -> JSONResponse:
     limit = page_limit(request, DEFAULT_PAGE, MAX_PAGE)
     status = request.query_params.get("status")
     if status is not None and status not in STATUSES:
-        raise DomainError("invalid_query", f"status: must be one of {', '.join(STATUSES)}"
+        raise DomainError(
+            "invalid_query", f"status: must be one of {', '.join(STATUSES)}"
         )
     services = services_of(request)
     await load_stream(request, sid, archived_ok=True)

@@ -87,7 +87,8 @@ async def add_product(request: Request) -> JSONResponse:
         raise DomainError("product_exists", f"sku {body.sku!r} is already listed") from None
     except TooManyProducts:
         limit = services_of(request).catalog.max_products
-        raise DomainError("too_many_products", f"a stream lists at most {limit} products"
+        raise DomainError(
+            "too_many_products", f"a stream lists at most {limit} products"
         ) from None
     return JSONResponse(product.to_json(), status_code=201)
 
