@@ -10,7 +10,7 @@ import orjson
 from websockets.frames import Frame, Opcode
 
 from realtime.backend import HubError
-from rediskit.codec import now_ms  # hub.py imports it from here too
+from rediskit.codec import now_ms  # hub_loops.py and viewer_requests.py import it from here
 
 JSON = "live.json"
 MSGPACK = "live.msgpack"

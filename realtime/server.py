@@ -139,6 +139,13 @@ class HubProtocol(asyncio.Protocol):
     def __hash__(self) -> int:
         return id(self)
 
+    def log_context(self) -> dict[str, str]:
+        """Context fields of a log line about this socket."""
+        context = {"stream": self.sid}
+        if self.viewer is not None:
+            context["viewer"] = self.viewer.id
+        return context
+
     # --- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
