@@ -6,12 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from domain.errors import DomainError
-
-# A request on the socket failed: sent to that viewer as an `error` message. The same
-# type every layer raises (domain/errors.py), so the backend's errors pass through as is.
-HubError = DomainError
-
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
@@ -23,7 +17,7 @@ class Viewer:
 
 class Backend(Protocol):
     def verify(self, token: str) -> Viewer:
-        """The token's holder; raises HubError("unauthorized") for a bad token."""
+        """The token's holder; raises DomainError("unauthorized") for a bad token."""
         ...
 
     async def hello_state(self, sid: str) -> dict[str, Any] | None:
@@ -31,7 +25,7 @@ class Backend(Protocol):
         ...
 
     async def buy(self, sid: str, viewer: Viewer, payload: dict[str, Any]) -> dict[str, Any]:
-        """Reserve for this viewer; returns the reservation, raises HubError."""
+        """Reserve for this viewer; returns the reservation, raises DomainError."""
         ...
 
     def handles(self, kind: str) -> bool:
@@ -42,5 +36,5 @@ class Backend(Protocol):
         self, sid: str, viewer: Viewer, kind: str, msg: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         """Answer a viewer's message: (type, data) of the message to that viewer only;
-        raises HubError, sent as an `error`."""
+        raises DomainError, sent as an `error`."""
         ...

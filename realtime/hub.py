@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
+from domain.errors import DomainError
 from outage import REDIS, redis_down
 from realtime import keys
 from realtime import personal as viewer_channel
-from realtime.backend import Backend, HubError
+from realtime.backend import Backend
 from realtime.hub_loops import HubLoops
 from realtime.leases import Leases
 from realtime.messages import Message, personal
@@ -179,7 +180,7 @@ class Hub:
         if token:
             try:
                 viewer = self.backend.verify(token)
-            except HubError as exc:
+            except DomainError as exc:
                 conn.reject(401, f"{exc.detail}\n")
                 return
         room = await self._join(sid)

@@ -9,7 +9,7 @@ import msgpack
 import orjson
 from websockets.frames import Frame, Opcode
 
-from realtime.backend import HubError
+from domain.errors import DomainError
 from rediskit.codec import now_ms  # hub_loops.py and viewer_requests.py import it from here
 
 JSON = "live.json"
@@ -83,7 +83,7 @@ def error_frame(code: str, detail: str, binary: bool) -> bytes:
 
 
 def parse_incoming(payload: bytes, binary: bool) -> dict[str, Any]:
-    """A viewer's message as an object with a string `type`, or HubError."""
+    """A viewer's message as an object with a string `type`, or DomainError."""
     try:
         if binary:
             obj = msgpack.unpackb(payload, raw=False, strict_map_key=True)
@@ -91,9 +91,9 @@ def parse_incoming(payload: bytes, binary: bool) -> dict[str, Any]:
             obj = orjson.loads(payload)
     except Exception:
         kind = "msgpack" if binary else "JSON"
-        raise HubError("invalid_message", f"malformed {kind}") from None
+        raise DomainError("invalid_message", f"malformed {kind}") from None
     if not isinstance(obj, dict):
-        raise HubError("invalid_message", "a message must be an object")
+        raise DomainError("invalid_message", "a message must be an object")
     if not isinstance(obj.get("type"), str):
-        raise HubError("invalid_message", "missing field: type")
+        raise DomainError("invalid_message", "missing field: type")
     return obj

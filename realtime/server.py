@@ -31,7 +31,8 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from realtime.backend import HubError, Viewer
+from domain.errors import DomainError
+from realtime.backend import Viewer
 from realtime.budget import Budget
 from realtime.messages import MSGPACK, SUBPROTOCOLS, Message, error_frame, parse_incoming
 from telemetry.metrics import WS_MESSAGES_DROPPED, WS_MESSAGES_SENT, WS_SLOW_CLOSES
@@ -347,7 +348,7 @@ class HubProtocol(asyncio.Protocol):
         try:
             msg = parse_incoming(bytes(data), binary)
             self.hub.on_request(self, msg)
-        except HubError as exc:
+        except DomainError as exc:
             self.send_error(exc.code, exc.detail)
 
     # --- broadcast delivery off the hot path -----------------------------------------

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis.commands.core import AsyncScript
 
+from domain.errors import DomainError
 from outage import REDIS, redis_down
 from realtime import keys
-from realtime.backend import Backend, HubError, Viewer
+from realtime.backend import Backend, Viewer
 from realtime.messages import now_ms, personal
 from realtime.settings import HubSettings
 from realtime.textnorm import normalize
@@ -46,62 +47,62 @@ class ViewerRequests:
         kind = msg["type"]
         if kind == "ping":
             if not conn.pings.take():
-                raise HubError("rate_limited", "too many pings; slow down")
+                raise DomainError("rate_limited", "too many pings; slow down")
             conn.send(personal("pong", {}, conn.binary))
         elif kind == "like":
             self._like(conn)
         elif kind == "comment":
             text = msg.get("text")
             if not isinstance(text, str) or not text.strip():
-                raise HubError("invalid_message", "comment needs a non-empty string text")
+                raise DomainError("invalid_message", "comment needs a non-empty string text")
             text = text.strip()
             if len(text) > self.settings.max_comment_chars:
-                raise HubError(
+                raise DomainError(
                     "comment_too_long",
                     f"a comment has at most {self.settings.max_comment_chars} characters",
                 )
             self._request(conn, self._post_comment(conn, text))
         elif kind == "buy":
-            self._viewer(conn)
-            self._request(conn, self._buy(conn, msg))
+            # Checked here, at once, so that a socket without a viewer token is answered
+            # before anything is spawned; the coroutine gets the viewer as it is.
+            self._request(conn, self._buy(conn, self._viewer(conn), msg))
         elif kind == "resume":
             after = msg.get("after")
             if not isinstance(after, int) or isinstance(after, bool) or not (
                 0 <= after < MAX_RESUME_SEQ
             ):
-                raise HubError("invalid_message", "resume needs an integer after >= 0")
+                raise DomainError("invalid_message", "resume needs an integer after >= 0")
             # Each resume may re-send the whole history: bounded per socket.
             if not conn.resumes.take():
-                raise HubError("rate_limited", "too many resume requests; slow down")
+                raise DomainError("rate_limited", "too many resume requests; slow down")
             if conn.room is not None:
                 conn.room.demote(conn)  # brings conn.after up to date
             if after < conn.after:
                 conn.after = after
                 conn.start_catch_up()
         elif self.backend.handles(kind):
-            self._viewer(conn)
-            self._request(conn, self._backend_request(conn, kind, msg))
+            self._request(conn, self._backend_request(conn, self._viewer(conn), kind, msg))
         else:
-            raise HubError("unknown_type", f"unknown message type {kind[:40]!r}")
+            raise DomainError("unknown_type", f"unknown message type {kind[:40]!r}")
 
     def _viewer(self, conn: HubProtocol) -> Viewer:
         viewer = conn.viewer
         if viewer is None:
-            raise HubError("unauthorized", "connect with ?token= of a viewer to do this")
+            raise DomainError("unauthorized", "connect with ?token= of a viewer to do this")
         if viewer.role != "viewer":
-            raise HubError("forbidden", "this needs a viewer token")
+            raise DomainError("forbidden", "this needs a viewer token")
         return viewer
 
     def _request(self, conn: HubProtocol, coro: Coroutine[Any, Any, None]) -> None:
         if conn.inflight >= MAX_INFLIGHT:
             coro.close()
-            raise HubError("rate_limited", "too many requests at once")
+            raise DomainError("rate_limited", "too many requests at once")
         conn.inflight += 1
 
         async def run() -> None:
             try:
                 await coro
-            except HubError as exc:
+            except DomainError as exc:
                 conn.send_error(exc.code, exc.detail)
             except Exception as exc:
                 if redis_down(exc):
@@ -130,7 +131,7 @@ class ViewerRequests:
         n = room.like_counts.get(viewer.id, 0) + 1
         room.like_counts[viewer.id] = n
         if n > self.settings.likes_per_second:
-            raise HubError("rate_limited", "too many likes; slow down")
+            raise DomainError("rate_limited", "too many likes; slow down")
         room.likes += 1
 
     async def _post_comment(self, conn: HubProtocol, text: str) -> None:
@@ -163,18 +164,19 @@ class ViewerRequests:
             )
         )
         if result == -1:
-            raise HubError("muted", "the host muted you in this stream")
+            raise DomainError("muted", "the host muted you in this stream")
         if result == -2:
-            raise HubError("rate_limited", "too many comments; slow down")
+            raise DomainError("rate_limited", "too many comments; slow down")
         if result == -3:
-            raise HubError("comment_rejected", "the comment contains a word banned here")
+            raise DomainError("comment_rejected", "the comment contains a word banned here")
 
-    async def _buy(self, conn: HubProtocol, msg: dict[str, Any]) -> None:
-        viewer = self._viewer(conn)
+    async def _buy(self, conn: HubProtocol, viewer: Viewer, msg: dict[str, Any]) -> None:
         payload = {k: msg[k] for k in ("sku", "qty", "key", "sale_id") if k in msg}
         reservation = await self.backend.buy(conn.sid, viewer, payload)
         conn.send(personal("reservation", reservation, conn.binary))
 
-    async def _backend_request(self, conn: HubProtocol, kind: str, msg: dict[str, Any]) -> None:
-        reply_type, data = await self.backend.request(conn.sid, self._viewer(conn), kind, msg)
+    async def _backend_request(
+        self, conn: HubProtocol, viewer: Viewer, kind: str, msg: dict[str, Any]
+    ) -> None:
+        reply_type, data = await self.backend.request(conn.sid, viewer, kind, msg)
         conn.send(personal(reply_type, data, conn.binary))
