@@ -32,12 +32,12 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from inventory import keys
-from inventory.scripts import source
+from inventory.scripts import load
 
 KEY = hmac.new(os.environ["BARE_SECRET"].encode(), b"livecart bearer token v1",
                hashlib.sha256).digest()
 redis = Redis.from_url(os.environ["BARE_REDIS_URL"], max_connections=100)
-reserve = redis.register_script(source("reserve.lua"))
+reserve = load("reserve.lua").register(redis)
 
 
 def viewer_of(token: str) -> str | None:
