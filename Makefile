@@ -67,6 +67,12 @@ nginx:
 	  fi; \
 	fi
 
+# The benchmarks' own dependencies (aiohttp clients, psutil...); each benchmark's command
+# and latest figures are in bench/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	@echo "make: benchmarks ready, e.g. $(BIN)/python bench/buy.py (see bench/RESULTS.md)"
+
 # Screenshots of the pages at phone and laptop size, into docs/screenshots/.
 screenshots: $(STAMP) browser
 	$(BIN)/python docs/screenshots/take.py
