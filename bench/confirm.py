@@ -40,6 +40,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -120,7 +121,7 @@ def service(tree: Path, redis_url: str, db_url: str, workdir: Path) -> Any:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(log_path.read_text())
             time.sleep(0.1)
-        yield base, log_path
+        yield base, log_path, psutil.Process(proc.pid)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -162,7 +163,7 @@ class Connection:
             self.writer.close()
 
 
-async def burst(base: str, n: int) -> dict[str, Any]:
+async def burst(base: str, n: int, server: psutil.Process) -> dict[str, Any]:
     """Reserve `n` units for `n` viewers, then confirm all at once, each on its own
     connection; a 503 `try_again` is retried after its Retry-After, as a client would.
     Returns each confirm's latency (s) until its 200, the wall time, retries, failures."""
@@ -190,6 +191,7 @@ async def burst(base: str, n: int) -> dict[str, Any]:
     await asyncio.gather(*(c.open() for c in conns))
     retries = 0
     failures: dict[str, int] = {}
+    cpu0 = _cpu(server)
     start = time.perf_counter()
 
     async def confirm(conn: Connection, rid: str, token: str) -> float | None:
@@ -209,10 +211,17 @@ async def burst(base: str, n: int) -> dict[str, Any]:
     pairs = zip(conns, held, strict=True)
     results = await asyncio.gather(*(confirm(c, rid, t) for c, (rid, t) in pairs))
     wall = time.perf_counter() - start
+    cpu = _cpu(server) - cpu0
     for c in conns:
         c.close()
     latencies = [t for t in results if t is not None]
-    return {"latencies": latencies, "wall": wall, "retries": retries, "failures": failures}
+    return {"latencies": latencies, "wall": wall, "retries": retries, "failures": failures,
+            "cpu": cpu}
+
+
+def _cpu(proc: psutil.Process) -> float:
+    """CPU seconds of the service (its process and any workers) so far."""
+    return sum(sum(p.cpu_times()[:2]) for p in (proc, *proc.children(recursive=True)))
 
 
 async def paid_in_sql(db_url: str) -> int:
@@ -236,8 +245,8 @@ def pct(values: list[float], p: float) -> float:
 
 def run_one(tree: Path, kind: str, n: int, workdir: Path) -> dict[str, Any]:
     with EmbeddedRedis() as redis, database(kind, workdir) as db_url:
-        with service(tree, redis.url, db_url, workdir) as (base, log_path):
-            b = asyncio.run(burst(base, n))
+        with service(tree, redis.url, db_url, workdir) as (base, log_path, server):
+            b = asyncio.run(burst(base, n, server))
             paid = asyncio.run(paid_in_sql(db_url))  # the moment the last answer came back
         # The durable path logs its group commit at shutdown (rows in transactions).
         lines = log_path.read_text().splitlines()
@@ -247,7 +256,8 @@ def run_one(tree: Path, kind: str, n: int, workdir: Path) -> dict[str, Any]:
     lat = b["latencies"]
     return {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat) * 1000,
             "wall": b["wall"], "ok": len(lat), "retries": b["retries"], "paid": paid,
-            "commits": commits[0] if commits else "-", "failures": b["failures"]}
+            "commits": commits[0] if commits else "-", "failures": b["failures"],
+            "cpu_ms": b["cpu"] * 1000 / n}
 
 
 def main() -> None:
@@ -269,7 +279,8 @@ def main() -> None:
                         f"{kind:10} round {rnd} {name}: {r['ok']}/{args.confirms} confirms 200 "
                         f"({r['retries']} retried after 503), "
                         f"p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  max {r['max']:7.1f} ms"
-                        f"  wall {r['wall']:5.2f} s  paid rows in SQL at the last answer "
+                        f"  wall {r['wall']:5.2f} s  service CPU {r['cpu_ms']:.2f} ms/confirm"
+                        f"  paid rows in SQL at the last answer "
                         f"{r['paid']}; {r['commits']}"
                         + (f"; failed: {r['failures']}" if r["failures"] else ""), flush=True,
                     )
