@@ -1,9 +1,10 @@
 """`ServerCore`: the websockets sans-I/O `ServerProtocol` that each `HubProtocol` drives.
 
 A small subclass, checked against websockets 17.4 (pyproject.toml asks for >= 14): on
-another version, recheck in websockets/protocol.py and server.py that `recv_frame` still
-handles pings, that `Protocol.__init__` still sets `self.id` and that `ServerProtocol`
-still calls `self.select_subprotocol(offered)`.
+another version, recheck in websockets/protocol.py, server.py and streams.py that
+`recv_frame` still handles pings, that `Protocol.__init__` still sets `self.id`, that
+`ServerProtocol` still calls `self.select_subprotocol(offered)`, and that
+`ServerProtocol.parse` still parses the request, then `yield from Protocol.parse()`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
 from websockets.typing import Subprotocol
 
 from realtime.budget import Budget
 from realtime.messages import SUBPROTOCOLS
+
+_FRAME_LOOP = Protocol.parse.__code__
+_AT_EOF = StreamReader.at_eof.__code__
 
 
 class ServerCore(ServerProtocol):
@@ -46,6 +52,27 @@ class ServerCore(ServerProtocol):
             if name in SUBPROTOCOLS:
                 return name
         return None
+
+    def drop_handshake_parser(self) -> bool:
+        """Once the request is parsed: parse frames with a generator of their own.
+
+        `ServerProtocol.parse` parses the request, then runs the frame loop inside the
+        same generator, whose frame keeps the request (~2.7 KB of headers) and itself
+        (~0.3 KB) for the socket's life. A fresh `Protocol.parse` is the same loop;
+        swapped only while the old one waits between frames with nothing buffered
+        (always, unless the client sent frame bytes before our 101), so nothing read
+        is lost. False if it was not the time (then nothing changed)."""
+        loop = getattr(self.parser, "gi_yieldfrom", None)
+        waiting = getattr(loop, "gi_yieldfrom", None)
+        if (
+            getattr(loop, "gi_code", None) is not _FRAME_LOOP
+            or getattr(waiting, "gi_code", None) is not _AT_EOF
+            or self.reader.buffer
+        ):
+            return False
+        self.parser = Protocol.parse(self)
+        next(self.parser)  # start coroutine, as Protocol.__init__ does
+        return True
 
     def recv_frame(self, frame: Frame) -> None:
         if frame.opcode is Opcode.PING and not self.pings.take():
