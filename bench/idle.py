@@ -301,7 +301,7 @@ def _census() -> str:
     import gc
     from collections import Counter
 
-    names = {"HttpToolsProtocol", "LimitedHttpToolsProtocol", "HubProtocol", "_Protocol",
+    names = {"HttpToolsProtocol", "LimitedHttpToolsProtocol", "HubProtocol", "ServerCore",
              "Request", "Response", "Headers", "StreamReader", "UUID", "generator",
              "FlowControl", "RequestResponseCycle", "TimerHandle", "PseudoSocket"}
     objs = [o for o in gc.get_objects() if type(o).__name__ in names]
