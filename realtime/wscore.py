@@ -48,9 +48,11 @@ class ServerCore(ServerProtocol):
 
     def select_subprotocol(self, subprotocols: Sequence[Subprotocol]) -> Subprotocol | None:
         # The client's first supported choice; none (or only unknown ones) means live.json.
+        # Our own constant, not the parsed header's string: the socket keeps it.
         for name in subprotocols:
-            if name in SUBPROTOCOLS:
-                return name
+            for ours in SUBPROTOCOLS:
+                if name == ours:
+                    return Subprotocol(ours)
         return None
 
     def drop_handshake_parser(self) -> bool:

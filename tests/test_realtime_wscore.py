@@ -31,7 +31,7 @@ def test_frames_parse_after_the_handshake_parser_is_dropped() -> None:
     assert not server.drop_handshake_parser()  # once only
     response = server.accept(request)
     server.send_response(response)
-    assert server.state is State.OPEN and server.subprotocol == "live.msgpack"
+    assert server.state is State.OPEN and server.subprotocol is SUBPROTOCOLS[1]
     client.receive_data(b"".join(server.data_to_send()))
     client.events_received()
     kept = weakref.ref(request)
