@@ -47,7 +47,7 @@ def deliver(room: Room, raw: bytes) -> None:
         return
     msg = obj["m"]
     frames: dict[bool, bytes] = {}
-    for conn in list(conns):
+    for conn in conns:  # a tuple: sends that close a socket do not change it
         frame = frames.get(conn.binary)
         if frame is None:
             frame = frames[conn.binary] = (

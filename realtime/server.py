@@ -23,18 +23,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from websockets.datastructures import Headers
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
-from websockets.server import ServerProtocol
 
 from domain.errors import DomainError
 from realtime.backend import Viewer
 from realtime.budget import Budget
 from realtime.messages import MSGPACK, SUBPROTOCOLS, Message, error_frame, parse_incoming
+from realtime.wscore import ServerCore
 from telemetry.metrics import WS_MESSAGES_DROPPED, WS_MESSAGES_SENT, WS_SLOW_CLOSES
 
 if TYPE_CHECKING:
@@ -48,33 +50,13 @@ ws_log.setLevel(logging.WARNING)
 
 PATH = re.compile(r"^/ws/streams/([A-Za-z0-9_-]{1,64})$")
 CLOSE_TIMEOUT_S = 3.0  # without a hub (tests); the hub's comes from LIVE_WS_CLOSE_TIMEOUT_S
-
-
-class _Protocol(ServerProtocol):
-    """The sans-I/O core, with ping frames over the socket's budget left unanswered:
-    each ping costs the server a pong, so a flood of them must not be free."""
-
-    def __init__(self, pings: Budget, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.pings = pings
-
-    def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is Opcode.PING and not self.pings.take():
-            self.events.append(frame)  # seen (counts as a sign of life), not answered
-            return
-        super().recv_frame(frame)
-
-
-def _select_subprotocol(_: ServerProtocol, offered: Any) -> str | None:
-    # The client's first supported choice; none (or only unknown ones) means live.json.
-    for name in offered:
-        if name in SUBPROTOCOLS:
-            return str(name)
-    return None
+# What a handshake request keeps once it has been answered (see `_handshake`).
+_NO_HEADERS = Headers()
 
 
 class HubProtocol(asyncio.Protocol):
     __slots__ = (
+        "_resumes",
         "after",
         "binary",
         "closing",
@@ -91,7 +73,6 @@ class HubProtocol(asyncio.Protocol):
         "pending",
         "pings",
         "pong_due",
-        "resumes",
         "room",
         "sid",
         "slot",
@@ -107,15 +88,14 @@ class HubProtocol(asyncio.Protocol):
         settings = self.hub.settings if self.hub else None
         max_size = settings.max_frame_bytes if settings else 64 * 1024
         self.pings = Budget(settings.pings_per_min if settings else 60)
-        self.resumes = Budget(settings.resumes_per_min if settings else 10)
+        self._resumes: Budget | None = None
         # A fragmented message being reassembled (websockets' max_size caps the whole
         # message, fragments included, so this never holds more than 64 KiB).
         self.frag: list[bytes] | None = None
         self.frag_binary = False
-        self.ws = _Protocol(
+        self.ws = ServerCore(
             self.pings,
-            subprotocols=list(SUBPROTOCOLS),
-            select_subprotocol=_select_subprotocol,
+            subprotocols=SUBPROTOCOLS,  # type: ignore[arg-type]  # shared, never mutated
             max_size=max_size,
             logger=ws_log,
         )
@@ -146,6 +126,13 @@ class HubProtocol(asyncio.Protocol):
         if self.viewer is not None:
             context["viewer"] = self.viewer.id
         return context
+
+    @property
+    def resumes(self) -> Budget:
+        """Made on the first `resume`: most sockets never send one."""
+        if self._resumes is None:
+            self._resumes = Budget(self.hub.settings.resumes_per_min if self.hub else 10)
+        return self._resumes
 
     # --- asyncio.Protocol ------------------------------------------------------------
 
@@ -301,6 +288,17 @@ class HubProtocol(asyncio.Protocol):
     # --- handshake -------------------------------------------------------------------
 
     def _handshake(self, request: Request) -> None:
+        try:
+            self._answer(request)
+        finally:
+            # websockets' ServerProtocol.parse (17.4) goes on parsing frames in the same
+            # generator that parsed this request, so its frame would keep the request
+            # for as long as the socket lives (~3 KiB with that generator).
+            if not self.ws.drop_handshake_parser():
+                request.headers = _NO_HEADERS  # kept after all: keep it small
+                request.path = ""
+
+    def _answer(self, request: Request) -> None:
         path, _, query = request.path.partition("?")
         match = PATH.match(path)
         if match is None:
@@ -318,7 +316,8 @@ class HubProtocol(asyncio.Protocol):
             return
         self.binary = response.headers.get("Sec-WebSocket-Protocol") == MSGPACK
         token = (parse_qs(query).get("token") or [""])[0]
-        self.sid = match.group(1)
+        # One string per stream, not one per socket.
+        self.sid = sys.intern(match.group(1))
         self.hub.spawn(self.hub.admit(self, response, token))
 
     def opened(self, response: Any) -> None:
