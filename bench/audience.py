@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
-import orjson  # noqa: E402
 import psutil  # noqa: E402
-from fanout import PAD, baseline_server, cpu  # noqa: E402
+from fanout import cpu  # noqa: E402
 from leanclient import lean_viewer_process  # noqa: E402
+from rawserver import PAD, raw_server  # noqa: E402
 
 from live.embedded_redis import EmbeddedRedis  # noqa: E402
 
@@ -141,34 +141,8 @@ def service_run(redis_url: str, args: argparse.Namespace) -> dict[str, float]:
 
 
 def raw_run(args: argparse.Namespace) -> dict[str, float]:
-    port = 25000 + secrets.randbelow(5000)
-    ctx = mp.get_context("spawn")
-    a, b = ctx.Pipe()
-    p = ctx.Process(target=_raw_in_own_session, args=(port, b), daemon=True)
-    p.start()
-    if not a.poll(30) or a.recv() != "ready":
-        raise SystemExit("raw server did not start")
-
-    def publish(i: int) -> None:
-        a.send(orjson.dumps({"type": "bench", "seq": i + 1, "ts": time.time() * 1000.0,
-                             "data": {"text": f"m{i:06d} {PAD}", "id": "m_0123456789"}}))
-
-    try:
-        return run(port, "/", "bench", args, lambda: [psutil.Process(p.pid)], publish)
-    finally:
-        a.send(None)
-        p.join(5)
-        if p.is_alive():
-            p.kill()
-
-
-def _raw_in_own_session(port: int, ctl: object) -> None:
-    _own_session()
-    import resource
-
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    baseline_server(port, ctl)  # type: ignore[arg-type]
+    with raw_server(own_session=True) as (port, pid, publish):
+        return run(port, "/", "bench", args, lambda: [psutil.Process(pid)], publish)
 
 
 def show(name: str, r: dict[str, float], viewers: int) -> None:

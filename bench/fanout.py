@@ -39,67 +39,8 @@ import psutil  # noqa: E402
 
 from live.embedded_redis import EmbeddedRedis  # noqa: E402
 
-PAD = "x" * 40  # brings the service's host.message envelope to ~110 bytes
-
-
-# ---------------------------------------------------------------- baseline server
-
-
-def baseline_server(port: int, ctl: Connection) -> None:
-    """Accept websocket upgrades; on each pipe command write one pre-framed object to all."""
-    import uvloop
-    from websockets.frames import Frame, Opcode
-    from websockets.http11 import Request
-    from websockets.server import ServerProtocol
-
-    transports: set[asyncio.Transport] = set()
-
-    class Raw(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.t: asyncio.Transport = transport  # type: ignore[assignment]
-            self.ws: ServerProtocol | None = ServerProtocol(max_size=65536)
-
-        def data_received(self, data: bytes) -> None:
-            ws = self.ws
-            if ws is None:  # after the handshake incoming frames are ignored
-                return
-            ws.receive_data(data)
-            for event in ws.events_received():
-                if isinstance(event, Request):
-                    ws.send_response(ws.accept(event))
-                    for chunk in ws.data_to_send():
-                        self.t.write(chunk)
-                    transports.add(self.t)
-                    self.ws = None  # the raw path keeps no per-connection protocol state
-                    return
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            transports.discard(self.t)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(Raw, "127.0.0.1", port, backlog=4096)
-        done = loop.create_future()
-
-        def command() -> None:
-            msg = ctl.recv()
-            if msg is None:
-                done.set_result(None)
-                return
-            if msg == "count":
-                ctl.send(len(transports))
-                return
-            frame = Frame(Opcode.TEXT, msg).serialize(mask=False)
-            for t in transports:
-                t.write(frame)
-
-        loop.add_reader(ctl.fileno(), command)
-        ctl.send("ready")
-        await done
-        server.close()
-
-    uvloop.run(main())
-
+sys.path.insert(0, str(ROOT / "bench"))
+from rawserver import PAD, raw_server  # noqa: E402
 
 # ---------------------------------------------------------------- viewer processes
 
@@ -317,29 +258,7 @@ def service_run(redis_url: str, args: argparse.Namespace) -> dict[str, float]:
 
 
 def baseline_run(args: argparse.Namespace) -> dict[str, float]:
-    port = 25000 + secrets.randbelow(5000)
-    ctx = mp.get_context("spawn")
-    a, b = ctx.Pipe()
-    p = ctx.Process(target=baseline_server, args=(port, b), daemon=True)
-    p.start()
-    if not a.poll(30) or a.recv() != "ready":
-        raise SystemExit("baseline server did not start")
-    server = [psutil.Process(p.pid)]
-
-    def publish(i: int) -> None:
-        # the same envelope shape and size as the service's host.message
-        a.send(
-            orjson.dumps(
-                {
-                    "type": "bench",
-                    "seq": i + 1,
-                    "ts": time.time() * 1000.0,
-                    "data": {"text": f"m{i:06d} {PAD}", "id": "m_0123456789"},
-                }
-            )
-        )
-
-    try:
+    with raw_server() as (port, pid, publish):
         return run_viewers(
             f"ws://127.0.0.1:{port}/",
             "baseline",
@@ -347,14 +266,9 @@ def baseline_run(args: argparse.Namespace) -> dict[str, float]:
             args.clients,
             args.messages,
             args.rate,
-            server,
+            [psutil.Process(pid)],
             publish,
         )
-    finally:
-        a.send(None)
-        p.join(5)
-        if p.is_alive():
-            p.kill()
 
 
 def main() -> None:

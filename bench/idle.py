@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import os
 import resource
 import secrets
@@ -274,23 +273,10 @@ def service(kind: str, args: argparse.Namespace) -> dict[str, float]:
 
 
 def raw(args: argparse.Namespace) -> dict[str, float]:
-    from fanout import baseline_server
+    from rawserver import raw_server
 
-    port = 25000 + secrets.randbelow(5000)
-    ctx = mp.get_context("spawn")
-    a, b = ctx.Pipe()
-    p = ctx.Process(target=baseline_server, args=(port, b), daemon=True)
-    p.start()
-    if not a.poll(30) or a.recv() != "ready":
-        raise SystemExit("baseline server did not start")
-    try:
-        assert p.pid is not None
-        return measure(p.pid, f"ws://127.0.0.1:{port}/", args, [])
-    finally:
-        a.send(None)
-        p.join(5)
-        if p.is_alive():
-            p.kill()
+    with raw_server() as (port, pid, _):
+        return measure(pid, f"ws://127.0.0.1:{port}/", args, [])
 
 
 # ---------------------------------------------------------------- traced server
