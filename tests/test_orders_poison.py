@@ -95,7 +95,11 @@ async def test_a_poison_event_is_isolated_and_the_rest_drains(
     assert len(report.dead_letters) == 1 and not report.agree
     assert "DEAD LETTERS: 1" in report.render()
     assert await deadletter.remove(redis, sid, [d["id"] for d in dead]) == 1
-    assert (await deadletter.totals(redis))["events"] == before["events"]
+    assert await deadletter.listed(redis, sid, group=settings.group) == []
+    # The stream is listed again (for reconcile), so another group's drainer on this
+    # Redis may have set the event aside too: the count follows what the stream holds.
+    held = len(await deadletter.listed(redis, sid))
+    assert int(await redis.hget(deadletter.STREAMS, sid) or 0) == held
 
 
 async def test_an_unexpected_error_restarts_the_loop_logged_once(
