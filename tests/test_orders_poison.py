@@ -88,7 +88,9 @@ async def test_a_poison_event_is_isolated_and_the_rest_drains(
     assert bad in dead[0]["data"] and "SQL refused it" in dead[0]["why"]
     assert drainer.stats.dead_lettered == 1
     after = await deadletter.totals(redis)
-    assert after["events"] == before["events"] + 1
+    # At least ours: a drainer of another group that listed the stream before it left
+    # the registry may have set the same event aside for its own store.
+    assert after["events"] >= before["events"] + 1
     assert after["streams"] >= 1
 
     report = await reconcile(redis, orders_engine, sid, wait_s=5, group=settings.group)
