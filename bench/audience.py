@@ -20,12 +20,10 @@ import argparse
 import multiprocessing as mp
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from array import array
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
-from fanout import cpu  # noqa: E402
+from fanout import collect, cpu  # noqa: E402
 from leanclient import lean_viewer_process  # noqa: E402
 from rawserver import PAD, raw_server  # noqa: E402
 
@@ -80,18 +78,7 @@ def run(port: int, path: str, wanted: str, args: argparse.Namespace,
     send_s = time.perf_counter() - t0
     time.sleep(max(3.0, 0.2 * args.messages / args.rate))
     cpu1 = cpu(procs_now)
-    got, lat = 0, array("d")
-    for a in pipes:
-        a.send("stop")
-    for a in pipes:
-        _, g, raw = a.recv()
-        got += g
-        lat.frombytes(raw)
-    for p in procs:
-        p.join(10)
-        if p.is_alive():
-            p.kill()
-    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float("nan")] * 99
+    got, q = collect(pipes, procs)
     return {"connected": connected, "expected": connected * args.messages, "delivered": got,
             "cpu_us": (cpu1 - cpu0) * 1e6 / max(got, 1), "p50": q[49], "p99": q[98],
             "send_s": send_s, "cpu_s": cpu1 - cpu0}

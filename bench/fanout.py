@@ -29,6 +29,7 @@ from array import array
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -138,6 +139,24 @@ def rss(procs: list[psutil.Process]) -> int:
     return sum(p.memory_info().rss for p in procs)
 
 
+def collect(pipes: list[Connection], procs: list[Any]) -> tuple[int, list[float]]:
+    """Stop the viewer processes: messages they counted, and the percentiles (1..99) of
+    the latencies they took."""
+    got, lat = 0, array("d")
+    for a in pipes:
+        a.send("stop")
+    for a in pipes:
+        _, g, raw = a.recv()
+        got += g
+        lat.frombytes(raw)
+    for p in procs:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float("nan")] * 99
+    return got, q
+
+
 def run_viewers(
     url: str,
     kind: str,
@@ -176,19 +195,7 @@ def run_viewers(
     send_s = time.perf_counter() - t0
     time.sleep(max(2.0, 0.2 * messages / rate))  # drain what is in flight
     cpu1 = cpu(server)
-    got = 0
-    lat = array("d")
-    for a in pipes:
-        a.send("stop")
-    for a in pipes:
-        _, g, raw = a.recv()
-        got += g
-        lat.frombytes(raw)
-    for p in procs:
-        p.join(10)
-        if p.is_alive():
-            p.kill()
-    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float("nan")] * 99
+    got, q = collect(pipes, procs)
     return {
         "connected": ok,
         "expected": ok * messages,
