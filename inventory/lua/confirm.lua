@@ -12,6 +12,17 @@ local r, now = open_reservation(ARGV[1], ARGV[2])
 if not r then
   return now  -- not a time here: the answer open_reservation gave
 end
+-- The payment itself: the order's status, id, time and referral, stored; no more expiry.
+local function pay(status)
+  r.status = status
+  r.order_id = ARGV[3]
+  r.paid_at = now
+  r.referral = referral_snapshot(r.viewer_id)
+  local raw = cjson.encode(r)
+  redis.call('HSET', K_RES, r.id, raw)
+  redis.call('ZREM', K_EXPIRY, r.id)
+  return raw
+end
 if present(r.group_id) then
   local g = load_group(r.group_id)
   if not g or g.status ~= 'open' then
@@ -21,13 +32,7 @@ if present(r.group_id) then
     local failed = fail_group(g, now)
     return {'group_closed', redis.call('HGET', K_RES, r.id), failed}
   end
-  r.status = 'group_pending'
-  r.order_id = ARGV[3]
-  r.paid_at = now
-  r.referral = referral_snapshot(r.viewer_id)
-  local raw = cjson.encode(r)
-  redis.call('HSET', K_RES, r.id, raw)
-  redis.call('ZREM', K_EXPIRY, r.id)
+  local raw = pay('group_pending')
   event('reservation.group_pending', raw)
   g.roster[r.viewer_id].paid = 1
   g.paid = g.paid + 1
@@ -37,13 +42,7 @@ if present(r.group_id) then
   end
   return {'group_pending', raw, save_group(g)}
 end
-r.status = 'paid'
-r.order_id = ARGV[3]
-r.paid_at = now
-r.referral = referral_snapshot(r.viewer_id)
-local raw = cjson.encode(r)
-redis.call('HSET', K_RES, r.id, raw)
-redis.call('ZREM', K_EXPIRY, r.id)
+local raw = pay('paid')
 settle(r, now)
 event('reservation.confirmed', raw)
 return {'paid', raw, ''}
