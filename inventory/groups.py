@@ -7,17 +7,16 @@ functions of lua/groups_common.lua), so membership, holds, stock and the group's
 move together: a group never has more than `group_size` members, and it is formed or
 failed exactly once. A member's hold is an ordinary reservation (qty 1, at the group
 price, tagged with `group_id`), so confirm, cancel and expiry work on it as on any other
-and tell its group. Windows run out through the sweeper (`GroupSweep`), like
-reservation expiry: a global sorted set of streams by their earliest window end, polled
-by every process, plus a periodic full walk of the registry.
+and tell its group. Windows run out through the sweeper (`GroupSweep`,
+inventory/group_sweep.py), like reservation expiry: a global sorted set of streams by
+their earliest window end, polled by every process, plus a periodic full walk of the
+registry.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,19 +25,16 @@ from redis.asyncio import Redis
 
 from domain.errors import DomainError
 from inventory import keys
-from inventory.guard import Guard, StreamRecovering
-from inventory.registry import stream_pages
+from inventory.guard import Guard
 from inventory.reservations import new_reservation_id
 from inventory.scripts import load, run
-from rediskit.codec import now_ms, text
+from rediskit.codec import text
 
 GROUP_BUY = load("group_buy.lua")
 GROUP_BUY_CLOSE = load("group_buy_close.lua")
 GROUP_OPEN = load("group_open.lua")
 GROUP_JOIN = load("group_join.lua")
 GROUP_FAIL = load("group_fail.lua")
-
-log = logging.getLogger("live.inventory")
 
 MIN_SIZE, MAX_SIZE = 2, 50
 MIN_WINDOW_S, MAX_WINDOW_S = 10, 86_400
@@ -343,64 +339,3 @@ class Groups:
             if len(batch) < FAIL_BATCH:
                 return out
 
-
-# A stream that could not be rebuilt from SQL yet is tried again this much later.
-RECOVERY_RETRY_MS = 2_000
-
-Announce = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
-
-
-class GroupSweep:
-    """Fails groups whose window ended, in every process's sweeper loop (the scripts
-    decide each failure once; only the process that made it announces it)."""
-
-    def __init__(self, redis: Redis, groups: Groups, on_failed: Announce, batch: int = 100) -> None:
-        self.redis = redis
-        self.groups = groups
-        self.on_failed = on_failed
-        self.batch = batch
-
-    async def sweep_once(self) -> int:
-        done = 0
-        for sid in await self.redis.zrangebyscore(
-            keys.SWEEP_GROUPS, "-inf", now_ms(), start=0, num=self.batch
-        ):
-            done += await self.fail_stream(text(sid))
-        return done
-
-    async def fail_stream(self, sid: str, everything: bool = False) -> int:
-        try:
-            failed = await self.groups.fail_due(sid, everything)
-        except StreamRecovering:
-            # Not rebuilt from SQL yet (the order store is away): its windows wait.
-            await self.redis.zadd(keys.SWEEP_GROUPS, {sid: now_ms() + RECOVERY_RETRY_MS})
-            return 0
-        if failed.next_due is not None:
-            await self.redis.zadd(keys.SWEEP_GROUPS, {sid: failed.next_due})
-        else:
-            await self.redis.zrem(keys.SWEEP_GROUPS, sid)
-            # A group opened since the script ran may have registered just before that
-            # ZREM: look again so it is never forgotten.
-            first = await self.redis.zrange(keys.group_expiry(sid), 0, 0, withscores=True)
-            if first:
-                await self.redis.zadd(keys.SWEEP_GROUPS, {sid: first[0][1]}, lt=True)
-        if failed.groups:
-            log.info(
-                "%d group(s) of %s failed: window ended before enough members paid",
-                len(failed.groups),
-                sid,
-            )
-            await self.on_failed(sid, failed.groups)
-        return len(failed.groups)
-
-    async def full_scan(self) -> None:
-        """Register every stream with open groups (a process may have died between
-        opening a group and registering its stream)."""
-        async for sids in stream_pages(self.redis):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for sid in sids:
-                    pipe.zrange(keys.group_expiry(sid), 0, 0, withscores=True)
-                firsts = await pipe.execute()
-            due = {sid: first[0][1] for sid, first in zip(sids, firsts, strict=True) if first}
-            if due:
-                await self.redis.zadd(keys.SWEEP_GROUPS, due, lt=True)

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from domain.errors import DomainError
-from inventory.groups import GroupError, GroupSweep, public_group, stream_of_group
+from inventory.group_sweep import GroupSweep
+from inventory.groups import GroupError, public_group, stream_of_group
 from inventory.reservations import MAX_KEY_LEN, Outcome, ReservationError
 from inventory.streams import LIVE
 from live.bodies import Body, parse_model
