@@ -44,18 +44,13 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from procs import free_port  # noqa: E402
 
 from live.embedded_redis import EmbeddedRedis  # noqa: E402
 
 PG_URL = os.environ.get("LIVE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
