@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -17,6 +17,9 @@ from tenacity import (
     stop_after_attempt,
     wait_incrementing,
 )
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger("orders.db")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -47,6 +50,11 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 def alembic_config() -> Config:
+    # Alembic is imported only by the process that migrates (its import, with every
+    # dialect's DDL, is a tenth of a worker's start; workers of `live serve --workers N`
+    # find the schema ready).
+    from alembic.config import Config
+
     cfg = Config()
     # Next to this module, so that it resolves from an installed package too.
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -56,6 +64,8 @@ def alembic_config() -> Config:
 def _upgrade(conn: Connection) -> None:
     # Alembic narrates every start at INFO; only what it changes is worth a line.
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    from alembic import command
+
     cfg = alembic_config()
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, "head")

@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 
+# First: pytest-xdist's own hook (on each worker) reads the `xdist_group` marks added here.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`): the tests marked `heavy` (they keep both
     cores busy) run one after another on one worker, so they do not starve each other
@@ -70,6 +72,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         defs = [d for ds in info.name2fixturedefs.values() for d in ds]
         if any(d.scope == "module" for d in defs):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def _xdist_can_tag_node_ids() -> bool:
+    """pytest-xdist's loadgroup tags a grouped test by setting `item._nodeid` to
+    `<id>@<group>`: true when this pytest's `nodeid` reads it back."""
+
+    class Probe:
+        _nodeid = "probe@group"
+
+    try:
+        return pytest.Item.nodeid.fget(Probe()) == "probe@group"  # type: ignore[attr-defined]
+    except AttributeError:
+        return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A grouping that silently does nothing starts every module-scoped service once per
+    # worker and runs the heavy tests side by side (pytest 9.2 did that to xdist 3.8).
+    if config.getoption("dist", "no") == "loadgroup" and not _xdist_can_tag_node_ids():
+        raise pytest.UsageError(
+            "--dist loadgroup cannot group tests with this pytest and pytest-xdist "
+            "(node ids are no longer tagged); install the versions pyproject.toml pins"
+        )
 
 
 def worker_index() -> int:
@@ -189,6 +214,20 @@ def database_url(
         return str(request.getfixturevalue("postgres_url"))
     path = tmp_path_factory.mktemp("sqlite") / "live.db"
     return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def deployment_database_url(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> str:
+    """One order store, for the end-to-end runs whose subject is the service under load
+    rather than SQL (the load test): PostgreSQL when the run has one, as a production
+    deployment would, else SQLite. Running them once per store would double the suite's
+    costliest tests for nothing the order-store tests (`database_url`: both stores) do not
+    already cover."""
+    if os.environ.get("LIVE_TEST_DATABASE_URL"):
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite-deploy') / 'live.db'}"
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from conftest import service_env
+from helpers.services import service_env, service_pair
 from redis.asyncio import Redis
 from social_support import (
     Viewer,
@@ -43,10 +44,14 @@ LIMITS = httpx.Limits(max_connections=100)
 GROUP = drain_group()  # this module's services drain into their own database
 
 
-@pytest.fixture
-def two_services(redis_url: str, database_url: str, start_service: Any) -> tuple[Any, Any]:
+@pytest.fixture(scope="module")
+def two_services(
+    redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Any, ...]]:
+    """Started once per order store for the module: each test sells on streams of its own."""
     env = service_env(redis_url, database_url, LIVE_LOG_LEVEL="warning", LIVE_DRAIN_GROUP=GROUP)
-    return start_service(env), start_service(env)
+    with service_pair(env, tmp_path_factory.mktemp("groups")) as pair:
+        yield pair
 
 
 def clients(svcs: tuple[Any, Any]) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:

@@ -14,11 +14,11 @@ ADMIN_KEY = "load-" + secrets.token_hex(16)
 
 
 def test_the_load_test_runs_against_an_admin_key_deployment(
-    redis_url: str, database_url: str, tmp_path: Path
+    redis_url: str, deployment_database_url: str, tmp_path: Path
 ) -> None:
     env = service_env(
         redis_url,
-        database_url,
+        deployment_database_url,
         LIVE_ADMIN_KEY=ADMIN_KEY,
         LIVE_SIGNUP_PER_MIN="1",  # the admin key is never limited
         LIVE_DRAIN_GROUP=f"lt-{secrets.token_hex(4)}",

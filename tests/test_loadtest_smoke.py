@@ -22,13 +22,13 @@ pytestmark = pytest.mark.heavy
 
 @pytest.fixture(scope="module")
 def load_target(
-    redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+    redis_url: str, deployment_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
     """`live serve --workers 2`, draining with its own consumer group: a Redis shared with
     other test sessions must not hand this store's order events to their drainers."""
     env = service_env(
         redis_url,
-        database_url,
+        deployment_database_url,
         LIVE_DRAIN_GROUP=f"lt-{secrets.token_hex(4)}",
         LIVE_LOG_LEVEL="warning",
     )
