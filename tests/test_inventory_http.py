@@ -214,7 +214,7 @@ async def test_no_oversell_across_two_processes(two_services: list[Any], redis: 
 
         async def attempt(task: int) -> None:
             rng = random.Random(task)
-            for n in range(8):  # 300 tasks x 8 = 2400 attempts
+            for n in range(4):  # 300 tasks x 4 = 1200 attempts on 25 units
                 viewer = rng.randrange(len(tokens))
                 key = f"t{task}-{n // 2}"  # every key is sent twice: a client retry
                 client = ca if rng.random() < 0.5 else cb
@@ -228,7 +228,7 @@ async def test_no_oversell_across_two_processes(two_services: list[Any], redis: 
 
         await asyncio.gather(*(attempt(t) for t in range(300)))
         assert len(set(won.values())) == stock  # exactly the stock, never more
-        assert statuses[201] == stock and statuses[409] > 2000
+        assert statuses[201] == stock and statuses[409] > 1000
         assert await stock_left(cb, stream.id, "HOT") == 0
         assert await open_units(redis, stream.id, "HOT") == stock
 

@@ -175,7 +175,7 @@ def test_schemathesis_finds_nothing(start_service, redis_url: str, tmp_path: Pat
     cmd = [
         str(SCHEMATHESIS) if SCHEMATHESIS.exists() else "schemathesis",
         "--config-file", str(config), "run", f"{svc.url}/openapi.json",
-        "--checks", "all", "--max-examples", "10", "--max-time", "60",
+        "--checks", "all", "--max-examples", "10", "--max-time", "30",
         "--request-timeout", "10", "--no-color", "--generation-database", "none",
     ]
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
