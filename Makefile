@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # real servers and subprocesses, so more workers than cores pays; each worker has its own
 # Redis (an embedded server, or a database of LIVE_TEST_REDIS_URL's) and SQL database.
 # Tests sharing a module-scoped service stay on one worker (tests/conftest.py).
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 5
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: serve test test-fast lint bench install clean browser nginx screenshots

@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -158,7 +159,9 @@ class Connection:
             self.writer.close()
 
 
-async def burst(base: str, n: int, server: psutil.Process) -> dict[str, Any]:
+async def burst(
+    base: str, n: int, server: psutil.Process, profile: Path | None = None
+) -> dict[str, Any]:
     """Reserve `n` units for `n` viewers, then confirm all at once, each on its own
     connection; a 503 `try_again` is retried after its Retry-After, as a client would.
     Returns each confirm's latency (s) until its 200, the wall time, retries, failures."""
@@ -186,6 +189,14 @@ async def burst(base: str, n: int, server: psutil.Process) -> dict[str, Any]:
     await asyncio.gather(*(c.open() for c in conns))
     retries = 0
     failures: dict[str, int] = {}
+    spy = None
+    if profile is not None:
+        # py-spy on the service for the burst (and the drain after it): collapsed stacks.
+        spy = subprocess.Popen(  # noqa: ASYNC220 (once, before the burst is timed)
+            [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(server.pid),
+             "-r", "200", "--format", "raw", "-o", str(profile), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        await asyncio.sleep(1.0)
     cpu0 = _cpu(server)
     start = time.perf_counter()
 
@@ -211,7 +222,7 @@ async def burst(base: str, n: int, server: psutil.Process) -> dict[str, Any]:
         c.close()
     latencies = [t for t in results if t is not None]
     return {"latencies": latencies, "wall": wall, "retries": retries, "failures": failures,
-            "cpu": cpu}
+            "cpu": cpu, "cpu0": cpu0, "spy": spy}
 
 
 def _cpu(proc: psutil.Process) -> float:
@@ -238,11 +249,24 @@ def pct(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1] * 1000
 
 
-def run_one(tree: Path, kind: str, n: int, workdir: Path) -> dict[str, Any]:
+def run_one(
+    tree: Path, kind: str, n: int, workdir: Path, profile: Path | None = None
+) -> dict[str, Any]:
     with EmbeddedRedis() as redis, database(kind, workdir) as db_url:
         with service(tree, redis.url, db_url, workdir) as (base, log_path, server):
-            b = asyncio.run(burst(base, n, server))
+            b = asyncio.run(burst(base, n, server, profile))
             paid = asyncio.run(paid_in_sql(db_url))  # the moment the last answer came back
+            # Until every confirm is a paid row (the old path's drainer writes them after
+            # the last answer): the CPU of a confirm includes its row either way.
+            deadline = time.monotonic() + 60
+            while asyncio.run(paid_in_sql(db_url)) < len(b["latencies"]):
+                assert time.monotonic() < deadline, "the paid rows never reached SQL"
+                time.sleep(0.05)
+            time.sleep(0.5)  # the drainer's pass over the last events (already rows)
+            cpu_all = _cpu(server) - b["cpu0"]
+            if b["spy"] is not None:
+                b["spy"].send_signal(signal.SIGINT)
+                b["spy"].wait(30)
         # The durable path logs its group commit at shutdown (rows in transactions).
         lines = log_path.read_text().splitlines()
         commits = [ln.split("confirms ", 1)[1] for ln in lines if "confirms committed" in ln]
@@ -252,7 +276,7 @@ def run_one(tree: Path, kind: str, n: int, workdir: Path) -> dict[str, Any]:
     return {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat) * 1000,
             "wall": b["wall"], "ok": len(lat), "retries": b["retries"], "paid": paid,
             "commits": commits[0] if commits else "-", "failures": b["failures"],
-            "cpu_ms": b["cpu"] * 1000 / n}
+            "cpu_ms": b["cpu"] * 1000 / n, "cpu_all_ms": cpu_all * 1000 / n}
 
 
 def main() -> None:
@@ -263,18 +287,24 @@ def main() -> None:
     ap.add_argument("--stores", default="sqlite,postgresql")
     ap.add_argument("--old-durable", action="store_true",
                     help="--old-ref has the durable confirm too (before/after another change)")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="py-spy each service during its burst: DIR/<store>-<round>-<name>.txt")
     args = ap.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with old_tree(args.old_ref, args.old_durable) as old, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for kind in args.stores.split(","):
             for rnd in range(1, args.rounds + 1):
                 for name, tree in (("old", old), ("new", ROOT)):
-                    r = run_one(tree, kind, args.confirms, workdir)
+                    spy = args.profile / f"{kind}-{rnd}-{name}.txt" if args.profile else None
+                    r = run_one(tree, kind, args.confirms, workdir, spy)
                     print(
                         f"{kind:10} round {rnd} {name}: {r['ok']}/{args.confirms} confirms 200 "
                         f"({r['retries']} retried after 503), "
                         f"p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  max {r['max']:7.1f} ms"
                         f"  wall {r['wall']:5.2f} s  service CPU {r['cpu_ms']:.2f} ms/confirm"
+                        f" ({r['cpu_all_ms']:.2f} until every row is in SQL)"
                         f"  paid rows in SQL at the last answer "
                         f"{r['paid']}; {r['commits']}"
                         + (f"; failed: {r['failures']}" if r["failures"] else ""), flush=True,
