@@ -1,12 +1,13 @@
 """Server CPU per buy: `live serve --workers 2` against a bare endpoint, HTTP and websocket.
 
     .venv/bin/python bench/buy.py [--requests 20000] [--connections 50] [--clients 2]
-        [--rounds 2] [--modes http,ws] [--no-drain]
+        [--rounds 2] [--modes http,ws] [--no-drain] [--store sqlite|postgresql]
 
 Starts, each in a process session of its own (kernel autogroup): a private valkey
 (the embedded server's binary), the anchor (bench/bare_buy.py on uvicorn, 2 workers:
 token check, JSON body, one EVALSHA of the real reserve.lua per buy) and `live serve
---workers 2` (in-process drainer on a temporary SQLite unless --no-drain). Both serve
+--workers 2` (in-process drainer into a temporary SQLite file, or with `--store
+postgresql` a fresh PostgreSQL database; none with --no-drain). Both serve
 buys of one endless sku, each on a stream of its own (the anchor's is not registered,
 so live's drainer never sees its events). The load is `--clients` aiohttp processes,
 also in sessions of their own, with `--connections` keep-alive connections (websockets)
@@ -16,7 +17,9 @@ per connection, every buy a new idempotency key.
 Server CPU is utime+stime of the server's process tree (supervisor and workers, read
 from /proc) from the moment every client is connected and warmed up to the end of the
 load, and for live until its drainer has committed every event of the phase (that work
-is part of a buy). Redis' CPU is shown apart (the same script runs on both). Targets
+is part of a buy). Redis' CPU is shown apart (the same script runs on both), and so is
+PostgreSQL's (every postgres process on the machine) with `--store postgresql`: SQLite
+runs inside live's processes, so its SQL engine's work counts in live's figure. Targets
 alternate per round, so drifting machine load hits both alike; the ratios live/anchor
 are within one round.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -42,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from procs import free_port, proc_cpu, spawn, stop, tree, tree_cpu, wait_http  # noqa: E402
+from stores import database, sql_server_cpu  # noqa: E402
 
 # --- load client (runs in its own process: `buy.py --client`) -----------------------------
 
@@ -150,6 +155,7 @@ class Bench:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LIVE_")}
         self.env["PYTHONPATH"] = str(ROOT)
+        self.stack = contextlib.ExitStack()
 
     def start(self) -> None:
         from live.embedded_redis import answers_ping, server_binary
@@ -164,9 +170,11 @@ class Bench:
             time.sleep(0.05)
         lport, aport = free_port(), free_port()
         live_env = {**self.env, "LIVE_REDIS_URL": self.redis_url, "LIVE_SECRET": self.secret,
-                    "LIVE_DATABASE_URL": f"sqlite+aiosqlite:///{self.dir / 'live.db'}",
+                    "LIVE_DATABASE_URL": self.stack.enter_context(
+                        database(self.args.store, self.dir)),
                     "LIVE_SIGNUP_PER_MIN": "0", "LIVE_BUY_RATE_PER_S": "0",
-                    "LIVE_LOG_LEVEL": "warning"}
+                    "LIVE_LOG_LEVEL": "warning",
+                    **dict(kv.split("=", 1) for kv in self.args.set)}
         cmd = [sys.executable, "-m", "live.cli", "serve", "--port", str(lport), "--workers", "2"]
         if self.args.no_drain:
             cmd.append("--no-drain")
@@ -272,6 +280,7 @@ class Bench:
             time.sleep(1.0)
         calls0 = self.commands()
         cpu0, rcpu0, t0 = tree_cpu(root), proc_cpu(self.redis.pid), time.perf_counter()
+        scpu0 = sql_server_cpu()
         for p in clients:
             assert p.stdin
             p.stdin.write(b"go\n")
@@ -280,7 +289,7 @@ class Bench:
         load_s = time.perf_counter() - t0
         if target == "live":
             self.drained()
-        cpu1, rcpu1 = tree_cpu(root), proc_cpu(self.redis.pid)
+        cpu1, rcpu1, scpu1 = tree_cpu(root), proc_cpu(self.redis.pid), sql_server_cpu()
         calls1 = self.commands()
         for spy in spies:
             spy.send_signal(signal.SIGINT)
@@ -298,18 +307,22 @@ class Bench:
         return {"target": target, "mode": mode, "n": n, "calls": calls,
                 "cpu_ms": (cpu1 - cpu0) / n * 1000,
                 "redis_ms": (rcpu1 - rcpu0) / n * 1000,
+                "sql_ms": (scpu1 - scpu0) / n * 1000,
                 "rate": n / max(r["elapsed"] for r in results), "load_s": load_s,
                 "p50": q[49] * 1000, "p99": q[98] * 1000, "errors": errors}
 
     def close(self) -> None:
         for p in reversed(self.procs):
             stop(p)
+        self.stack.close()  # the PostgreSQL database goes once live is stopped
 
 
 def show(row: dict[str, Any]) -> str:
     errs = f"  errors {row['errors']}" if row["errors"] else ""
     return (f"{row['mode']:4} {row['target']:6} {row['cpu_ms']:6.3f} ms CPU/buy  "
-            f"redis {row['redis_ms']:5.3f} ms  {row['rate']:7.0f} buys/s  "
+            f"redis {row['redis_ms']:5.3f} ms  "
+            + (f"postgresql {row['sql_ms']:5.3f} ms  " if row["sql_ms"] > 0 else "")
+            + f"{row['rate']:7.0f} buys/s  "
             f"p50 {row['p50']:6.1f} ms  p99 {row['p99']:6.1f} ms{errs}\n"
             f"      Redis commands per buy {sum(row['calls'].values()):.2f}: "
             + ", ".join(f"{k} {v:.2f}" for k, v in
@@ -324,6 +337,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--modes", default="http,ws")
     p.add_argument("--no-drain", action="store_true", help="live serve --no-drain")
+    p.add_argument("--set", action="append", default=[], metavar="LIVE_X=VALUE",
+                   help="a setting of live serve (repeatable), e.g. LIVE_DRAIN_BATCH=100")
+    p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                   help="live's order store: a temporary SQLite file (in live's processes, "
+                   "so in its CPU) or a fresh PostgreSQL database (LIVE_BENCH_PG_URL; "
+                   "its server's CPU shown apart, like Redis')")
     p.add_argument("--profile", metavar="DIR",
                    help="py-spy each live worker during its phases (collapsed stacks in DIR; "
                    "the sampling's own cost is then in live's figures)")
@@ -331,7 +350,7 @@ def main() -> None:
     bench = Bench(args)
     try:
         bench.start()
-        drain = "--no-drain" if args.no_drain else "with its drainer"
+        drain = "--no-drain" if args.no_drain else f"with its drainer into {args.store}"
         print(f"buy: {args.requests} buys per phase, {args.connections} connections, "
               f"{args.clients} client processes, live {drain}; "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)

@@ -39,7 +39,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import psutil
 
@@ -48,10 +47,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from procs import free_port  # noqa: E402
+from stores import database  # noqa: E402
 
 from live.embedded_redis import EmbeddedRedis  # noqa: E402
-
-PG_URL = os.environ.get("LIVE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @contextmanager
@@ -66,28 +64,6 @@ def old_tree(ref: str, durable_ok: bool = False) -> Any:
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
                        check=False)
-
-
-@contextmanager
-def database(kind: str, workdir: Path) -> Any:
-    if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{workdir / f'bench-{secrets.token_hex(4)}.db'}"
-        return
-    name = f"dur_confirm_bench_{secrets.token_hex(4)}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(PG_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    try:
-        head = PG_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        yield f"{head}/{name}"
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextmanager

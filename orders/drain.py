@@ -108,8 +108,8 @@ class Drainer:
             # Only when stopping while the loop was failing.
             log.info("drainer %s stopping after %r", self.consumer, exc)
         finally:
-            log.info("drainer %s stopped after %d entries", self.consumer, self.stats.entries,
-                     extra=self.log_context)
+            log.info("drainer %s stopped after %d entries in %d transactions", self.consumer,
+                     self.stats.entries, self.stats.batches, extra=self.log_context)
 
     async def _run_loop(self, stop: asyncio.Event) -> None:
         """The next batch is fetched from Redis while the current one commits (only the
