@@ -7,6 +7,7 @@ precedence is decided by the database in the conflict's WHERE, never by reading 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -31,27 +32,13 @@ async def apply_batch(engine: AsyncEngine, batch: Batch) -> None:
     dialect = engine.dialect.name
     async with engine.begin() as conn:
         if batch.streams:
-            ins = _insert(dialect, StreamRow)
-            stmt = ins.on_conflict_do_update(
-                index_elements=[StreamRow.id],
-                set_={
-                    "title": ins.excluded.title,
-                    "host_name": ins.excluded.host_name,
-                    "created_at": ins.excluded.created_at,
-                },
-            )
-            await conn.execute(stmt, list(batch.streams.values()))
+            await conn.execute(_streams_upsert(dialect), list(batch.streams.values()))
         if batch.ended:
             # May arrive before stream.created (claimed late): a placeholder row that
             # stream.created fills in.
-            ins = _insert(dialect, StreamRow)
-            stmt = ins.on_conflict_do_update(
-                index_elements=[StreamRow.id], set_={"ended_at": ins.excluded.ended_at}
-            )
-            await conn.execute(stmt, list(batch.ended.values()))
+            await conn.execute(_streams_ended(dialect), list(batch.ended.values()))
         if batch.products:
-            stmt = _insert(dialect, ProductRow).on_conflict_do_nothing()
-            await conn.execute(stmt, list(batch.products.values()))
+            await conn.execute(_products_insert(dialect), list(batch.products.values()))
         if batch.orders:
             # In id order: the drainer and the confirms' group commit upsert the same
             # rows at once, and taking their row locks in one order cannot deadlock.
@@ -59,6 +46,37 @@ async def apply_batch(engine: AsyncEngine, batch: Batch) -> None:
             await _upsert_orders(conn, dialect, rows)
         # Groups, referral bindings and commission lines: same transaction.
         await apply_social(conn, dialect, batch)
+
+
+# The statements are built once per dialect and reused: building one (and the cache key
+# SQLAlchemy derives from it) cost more CPU than a batch's rows in a profile of the
+# drainer. A statement object holds no per-execution state.
+
+
+@functools.cache
+def _streams_upsert(dialect: str) -> Any:
+    ins = _insert(dialect, StreamRow)
+    return ins.on_conflict_do_update(
+        index_elements=[StreamRow.id],
+        set_={
+            "title": ins.excluded.title,
+            "host_name": ins.excluded.host_name,
+            "created_at": ins.excluded.created_at,
+        },
+    )
+
+
+@functools.cache
+def _streams_ended(dialect: str) -> Any:
+    ins = _insert(dialect, StreamRow)
+    return ins.on_conflict_do_update(
+        index_elements=[StreamRow.id], set_={"ended_at": ins.excluded.ended_at}
+    )
+
+
+@functools.cache
+def _products_insert(dialect: str) -> Any:
+    return _insert(dialect, ProductRow).on_conflict_do_nothing()
 
 
 _ORDER_COLUMNS = list(OrderRow.__table__.c)
@@ -80,8 +98,17 @@ def _orders_source(dialect: str) -> Any:
 
 
 async def _upsert_orders(conn: Any, dialect: str, rows: list[dict[str, Any]]) -> None:
+    stmt = _orders_upsert(dialect)
+    if dialect == "postgresql":
+        await conn.execute(stmt, {"rows": orjson.dumps(rows).decode()})
+    else:
+        await conn.execute(stmt, rows)
+
+
+@functools.cache
+def _orders_upsert(dialect: str) -> Any:
     ins = _orders_source(dialect)
-    stmt = ins.on_conflict_do_update(
+    return ins.on_conflict_do_update(
         index_elements=[OrderRow.id],
         set_={
             "status": ins.excluded.status,
@@ -104,7 +131,3 @@ async def _upsert_orders(conn: Any, dialect: str, rows: list[dict[str, Any]]) ->
             | ((OrderRow.status == PAID) & (ins.excluded.status == REFUNDED))
         ),
     )
-    if dialect == "postgresql":
-        await conn.execute(stmt, {"rows": orjson.dumps(rows).decode()})
-    else:
-        await conn.execute(stmt, rows)
