@@ -14,6 +14,7 @@ sale and earns nothing.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -65,23 +66,38 @@ def _insert(dialect: str, table: Any) -> Any:
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
+# Built once per dialect, as orders/store.py's statements are.
+
+
+@functools.cache
+def _groups_upsert(dialect: str) -> Any:
+    ins = _insert(dialect, GroupRow)
+    return ins.on_conflict_do_update(
+        index_elements=[GroupRow.id],
+        set_={"status": ins.excluded.status, "settled_at": ins.excluded.settled_at},
+        # `open` overwrites nothing; formed / failed are final.
+        where=(GroupRow.status == "open") & (ins.excluded.status != "open"),
+    )
+
+
+@functools.cache
+def _referrals_insert(dialect: str) -> Any:
+    return _insert(dialect, ReferralRow).on_conflict_do_nothing()
+
+
+@functools.cache
+def _ledger_insert(dialect: str) -> Any:
+    return _insert(dialect, CommissionLine).on_conflict_do_nothing(
+        index_elements=["order_id", "level", "kind"]
+    )
+
+
 async def apply_social(conn: Any, dialect: str, batch: Any) -> None:
     """The batch's groups, referral bindings and ledger lines, on the drainer's
     transaction (`conn`): committed together with the order rows, or not at all."""
     if batch.groups:
-        ins = _insert(dialect, GroupRow)
-        stmt = ins.on_conflict_do_update(
-            index_elements=[GroupRow.id],
-            set_={"status": ins.excluded.status, "settled_at": ins.excluded.settled_at},
-            # `open` overwrites nothing; formed / failed are final.
-            where=(GroupRow.status == "open") & (ins.excluded.status != "open"),
-        )
-        await conn.execute(stmt, list(batch.groups.values()))
+        await conn.execute(_groups_upsert(dialect), list(batch.groups.values()))
     if batch.referrals:
-        stmt = _insert(dialect, ReferralRow).on_conflict_do_nothing()
-        await conn.execute(stmt, list(batch.referrals.values()))
+        await conn.execute(_referrals_insert(dialect), list(batch.referrals.values()))
     if batch.ledger:
-        stmt = _insert(dialect, CommissionLine).on_conflict_do_nothing(
-            index_elements=["order_id", "level", "kind"]
-        )
-        await conn.execute(stmt, list(batch.ledger.values()))
+        await conn.execute(_ledger_insert(dialect), list(batch.ledger.values()))
