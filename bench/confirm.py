@@ -170,7 +170,7 @@ async def burst(
         # py-spy on the service for the burst (and the drain after it): collapsed stacks.
         spy = subprocess.Popen(  # noqa: ASYNC220 (once, before the burst is timed)
             [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(server.pid),
-             "-r", "200", "--format", "raw", "-o", str(profile), "--nonblocking"],
+             "-r", "1000", "--format", "raw", "-o", str(profile), "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         await asyncio.sleep(1.0)
     cpu0 = _cpu(server)
