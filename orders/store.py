@@ -53,25 +53,24 @@ async def apply_batch(engine: AsyncEngine, batch: Batch) -> None:
 # drainer. A statement object holds no per-execution state.
 
 
+def _incoming(ins: Any, *columns: str) -> dict[str, Any]:
+    """ON CONFLICT's SET: these columns take the value of the row being inserted."""
+    return {name: ins.excluded[name] for name in columns}
+
+
 @functools.cache
 def _streams_upsert(dialect: str) -> Any:
     ins = _insert(dialect, StreamRow)
     return ins.on_conflict_do_update(
         index_elements=[StreamRow.id],
-        set_={
-            "title": ins.excluded.title,
-            "host_name": ins.excluded.host_name,
-            "created_at": ins.excluded.created_at,
-        },
+        set_=_incoming(ins, "title", "host_name", "created_at"),
     )
 
 
 @functools.cache
 def _streams_ended(dialect: str) -> Any:
     ins = _insert(dialect, StreamRow)
-    return ins.on_conflict_do_update(
-        index_elements=[StreamRow.id], set_={"ended_at": ins.excluded.ended_at}
-    )
+    return ins.on_conflict_do_update(index_elements=[StreamRow.id], set_=_incoming(ins, "ended_at"))
 
 
 @functools.cache
@@ -110,14 +109,9 @@ def _orders_upsert(dialect: str) -> Any:
     ins = _orders_source(dialect)
     return ins.on_conflict_do_update(
         index_elements=[OrderRow.id],
-        set_={
-            "status": ins.excluded.status,
-            "order_id": ins.excluded.order_id,
-            "paid_at": ins.excluded.paid_at,
-            "cancelled_at": ins.excluded.cancelled_at,
-            "expired_at": ins.excluded.expired_at,
-            "refunded_at": ins.excluded.refunded_at,
-        },
+        set_=_incoming(
+            ins, "status", "order_id", "paid_at", "cancelled_at", "expired_at", "refunded_at"
+        ),
         # Only the moves of orders.models.TRANSITIONS: anything over `reserved`, a
         # group payment to paid / refunded, paid to refunded. A terminal status is
         # never overwritten and `reserved` never overwrites anything.
