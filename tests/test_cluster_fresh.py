@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
-from helpers.api import new_stream, new_viewer
-from helpers.cluster import cluster_env, masters, reconcile_all
+from helpers.api import new_viewer
+from helpers.cluster import cluster_env, reconcile_all, streams_on_two_masters
 from helpers.fanout import check_concurrent_joins
 from helpers.services import ServiceProcess
 from helpers.ws import recv_type
@@ -74,8 +74,7 @@ async def test_sweeper_and_retention(
 ) -> None:
     svc, env = fresh
     async with httpx.AsyncClient(base_url=svc.url, timeout=15) as api:
-        streams = [await new_stream(api, f"sweep {i}") for i in range(6)]
-        assert len(masters(cluster, [s.id for s in streams])) >= 2
+        streams = await streams_on_two_masters(api, cluster, 6, "sweep")
         _, token = await new_viewer(api)
         auth = {"Authorization": f"Bearer {token}"}
         for s in streams:

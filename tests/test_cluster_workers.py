@@ -18,7 +18,7 @@ import pytest
 import websockets
 from cluster_fixtures import RedisClusterServers
 from helpers.api import HostedStream, new_stream, new_viewer
-from helpers.cluster import cluster_env, masters, reconcile_all
+from helpers.cluster import cluster_env, reconcile_all, streams_on_two_masters
 from helpers.services import ServiceProcess
 from helpers.ws import recv_type
 from redis.asyncio.cluster import RedisCluster
@@ -51,8 +51,7 @@ async def test_exact_stock_under_hundreds_of_concurrent_buys(
     svc, env = workers2
     limits = httpx.Limits(max_connections=200)
     async with httpx.AsyncClient(base_url=svc.url, timeout=60, limits=limits) as api:
-        streams = [await new_stream(api, f"stock {i}") for i in range(4)]
-        assert len(masters(cluster, [s.id for s in streams])) >= 2
+        streams = await streams_on_two_masters(api, cluster, 4, "stock")
         for s in streams:
             r = await api.post(
                 f"/api/streams/{s.id}/products", headers=s.auth,

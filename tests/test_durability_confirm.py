@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 from conftest import ServiceProcess, free_port, service_env
 from redis.asyncio import Redis
 from sqlalchemy import select
@@ -70,6 +71,7 @@ async def paid_rows(engine: AsyncEngine, rids: list[str]) -> dict[str, str]:
         return {rid: order_id for rid, order_id in rows}
 
 
+@pytest.mark.slow
 async def test_every_200_is_a_paid_row_when_the_service_is_killed_mid_burst(
     redis_url: str, database_url: str, orders_engine: AsyncEngine, tmp_path: Path
 ) -> None:

@@ -115,6 +115,7 @@ async def check_all_there(api: httpx.AsyncClient, svc: ServiceProcess, before: d
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.slow
 async def test_embedded_state_survives_a_restart(tmp_path: Path, sig: int) -> None:
     port = free_port()
     svc = ServiceProcess(env=embedded_env(), port=port).start(tmp_path)

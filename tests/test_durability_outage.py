@@ -10,11 +10,15 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import websockets
 from helpers.api import host_says, new_stream, new_viewer
 from helpers.services import ServiceProcess, service_env
 from helpers.ws import connect, recv, recv_type
 from redis_process import RedisProcess
+
+# Fault, load and concurrency runs: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
 
 
 async def test_redis_outage_answers_503_logs_once_and_recovers_by_itself(

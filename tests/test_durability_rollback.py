@@ -20,12 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from conftest import HostedStream, ServiceProcess, new_stream, new_viewer, service_env
 from redis_process import RedisProcess
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orders.models import OrderRow
+
+# Fault, load and concurrency runs: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
 
 STOCK = 20
 

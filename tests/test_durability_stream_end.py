@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 from conftest import ServiceProcess, new_stream, new_viewer, service_env
 from redis.asyncio import Redis
 from test_realtime_hub import connect, recv, recv_type
@@ -17,6 +18,7 @@ from inventory.streams import StreamStore
 from realtime import keys as rt_keys
 
 
+@pytest.mark.slow
 async def test_viewer_on_another_process_gets_stream_ended_when_the_ender_is_killed(
     redis_url: str, sqlite_url: str, tmp_path: Path
 ) -> None:

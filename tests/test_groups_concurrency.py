@@ -36,7 +36,7 @@ from social_support import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 LIMITS = httpx.Limits(max_connections=100)
 

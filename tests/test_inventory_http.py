@@ -202,6 +202,7 @@ def doomed_pair(redis_url: str, sqlite_url: str, tmp_path: Path) -> Iterator[Any
 
 
 @pytest.mark.heavy
+@pytest.mark.slow
 async def test_no_oversell_across_two_processes(two_services: list[Any], redis: Redis) -> None:
     a, b = two_services
     async with clients_of(a, b) as (ca, cb):
@@ -234,6 +235,7 @@ async def test_no_oversell_across_two_processes(two_services: list[Any], redis: 
 
 
 @pytest.mark.heavy
+@pytest.mark.slow
 async def test_per_viewer_limit_under_concurrency(two_services: list[Any], redis: Redis) -> None:
     a, b = two_services
     async with clients_of(a, b) as (ca, cb):
@@ -348,6 +350,7 @@ async def test_end_sales_of_stream_announces_once(
 
 
 @pytest.mark.heavy
+@pytest.mark.slow
 async def test_flash_sale_storm_across_two_processes(two_services: list[Any], redis: Redis) -> None:
     a, b = two_services
     async with clients_of(a, b) as (ca, cb):

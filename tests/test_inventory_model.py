@@ -265,6 +265,7 @@ class InventoryMachine(RuleBasedStateMachine):
 
 
 @pytest.mark.heavy  # thousands of script calls back to back
+@pytest.mark.slow
 def test_inventory_matches_model(redis_url: str) -> None:
     global REDIS_URL
     REDIS_URL = redis_url

@@ -14,6 +14,9 @@ import pytest
 from conftest import ServiceProcess, new_stream, new_viewer, service_env
 from limits_helpers import tracebacks
 
+# Fault, load and concurrency runs: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = os.environ.get("LIVE_TEST_CHROMIUM", "/usr/bin/chromium")
 SOCKETS = 48
 

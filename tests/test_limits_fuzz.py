@@ -27,6 +27,9 @@ from websockets.sync.client import connect
 from live.app import create_app
 from live.config import Settings
 
+# Fault, load and concurrency runs: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 FUZZ = settings(
     max_examples=200,
     deadline=None,

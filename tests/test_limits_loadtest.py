@@ -7,8 +7,12 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import pytest
 from conftest import ServiceProcess, service_env
 from helpers.locust import assert_a_clean_run, check, run_locust
+
+# Fault, load and concurrency runs: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
 
 ADMIN_KEY = "load-" + secrets.token_hex(16)
 

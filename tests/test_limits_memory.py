@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import ServiceProcess, new_stream, new_viewer, service_env
 from limits_helpers import tracebacks
 from redis.asyncio import Redis
@@ -32,6 +33,7 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.mark.slow
 async def test_settled_reservations_leave_redis_and_are_answered_from_sql(
     start_service, redis: Redis, redis_url: str, sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 import websockets
 from conftest import ServiceProcess, new_stream, new_viewer, service_env
 from prometheus_client.parser import text_string_to_metric_families
@@ -89,6 +90,7 @@ def private_dirs(pid: int) -> list[str]:
     return glob.glob(os.path.join(tempfile.gettempdir(), f"livecart-metrics-{pid}-*"))
 
 
+@pytest.mark.slow
 async def test_one_view_over_all_workers(
     start_service, redis_url: str, tmp_path: Path
 ) -> None:
@@ -179,6 +181,7 @@ async def test_one_view_over_all_workers(
     assert private_dirs(svc.proc.pid) == []  # and removed on exit
 
 
+@pytest.mark.slow
 async def test_a_dead_workers_sockets_stop_counting(
     start_service, redis_url: str, tmp_path: Path
 ) -> None:
@@ -232,6 +235,7 @@ def test_single_worker_serves_its_own_registry(
         assert any(n == name for n, _ in samples), name
 
 
+@pytest.mark.slow
 def test_live_drain_serves_its_own_metrics(
     start_service, redis_url: str, tmp_path: Path
 ) -> None:

@@ -163,6 +163,7 @@ def _prepare(svc: ServiceProcess) -> dict[str, str]:
             "DIR_CURSOR": directory["next_cursor"]}
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_nothing(start_service, redis_url: str, tmp_path: Path) -> None:
     assert SCHEMATHESIS.exists() or shutil.which("schemathesis")
     svc: ServiceProcess = start_service(

@@ -185,6 +185,7 @@ async def test_orders_and_stats_reject_bad_input(
         assert r.json() == {"orders": [], "next_cursor": None}
 
 
+@pytest.mark.slow
 async def test_reconcile_agrees_then_reports_the_difference(
     orders_service: tuple[ServiceProcess, str],
     redis_url: str,

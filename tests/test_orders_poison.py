@@ -148,6 +148,7 @@ def run_reconcile(env: dict[str, str], sid: str, cwd: Path, *flags: str) -> tupl
     return done.returncode, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 async def test_dead_letters_show_in_healthz_and_reconcile(
     redis_url: str, redis: Redis, tmp_path: Path
 ) -> None:

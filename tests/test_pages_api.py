@@ -117,6 +117,7 @@ async def test_directory_query_is_validated(client: httpx.AsyncClient, query: st
     assert r.json()["detail"].split(":")[0] in {"limit", "cursor"}
 
 
+@pytest.mark.slow
 async def test_http_reservation_reaches_the_buyers_sockets_on_another_process(
     start_service: Any, redis_url: str, sqlite_url: str
 ) -> None:

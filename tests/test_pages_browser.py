@@ -55,6 +55,7 @@ async def add_product(host: Any, sku: str, title: str, price: str, stock: str) -
     await host.get_by_test_id("add-product").click()
 
 
+@pytest.mark.slow
 async def test_host_sells_viewer_buys_drops_off_and_the_stream_ends(
     browser: Any, proxy: CutProxy, service: ServiceProcess
 ) -> None:
@@ -230,6 +231,7 @@ async def test_reservation_made_elsewhere_shows_on_the_watch_page(
     await ctx.close()
 
 
+@pytest.mark.slow
 async def test_missed_messages_are_said_when_the_history_is_gone(
     browser: Any, start_service: Any, redis_url: str, sqlite_url: str
 ) -> None:

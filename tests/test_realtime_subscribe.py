@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 import websockets
 from helpers.api import new_stream
 from helpers.fanout import check_concurrent_joins, until_type
@@ -20,6 +21,7 @@ async def test_concurrent_first_joins_on_a_fresh_process_get_every_broadcast(
     await check_concurrent_joins(svc)
 
 
+@pytest.mark.slow
 async def test_every_round_of_joins_after_rooms_emptied(
     start_service, redis_url: str, sqlite_url: str
 ) -> None:

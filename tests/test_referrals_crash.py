@@ -31,7 +31,7 @@ from social_support import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 PRICE = 1237  # odd, so that floor() matters
 L1, L2 = 1500, 700

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 from redis.asyncio.cluster import RedisCluster
 
+from helpers.api import HostedStream, new_stream
 from helpers.services import service_env
 from orders.db import make_engine
 from orders.reconcile import reconcile
@@ -24,6 +26,18 @@ def cluster_env(url: str, database_url: str, **extra: str) -> dict[str, str]:
 def masters(cluster: RedisCluster, sids: list[str]) -> set[str]:
     """The masters holding these streams."""
     return {cluster.get_node_from_key(f"inv:{{{sid}}}:stock").name for sid in sids}
+
+
+async def streams_on_two_masters(
+    api: httpx.AsyncClient, cluster: RedisCluster, count: int, title: str
+) -> list[HostedStream]:
+    """`count` new streams, held by at least two masters. Stream ids are random: with
+    three masters all of four land on one in one run of 27, so the last is made again
+    until a second master holds one."""
+    streams = [await new_stream(api, f"{title} {i}") for i in range(count)]
+    while len(masters(cluster, [s.id for s in streams])) < 2:
+        streams[-1] = await new_stream(api, f"{title} {count - 1}")
+    return streams
 
 
 def _reconcile_cli(env: dict[str, str], sid: str, cwd: Path) -> subprocess.CompletedProcess[str]:
