@@ -52,9 +52,10 @@ log = logging.getLogger("live.app")
 # SQLAlchemy's and pydantic's tables, the app and its services) lives as long as the
 # process, so gc.freeze() takes it out of every later collection; and the youngest
 # generation is collected every 7,000 allocations instead of 700, each older one after 20
-# collections of the one below it instead of 10. In a burst of 2,000 confirms (bench/confirm.py, PostgreSQL) the collector's time
-# in one worker fell from 0.57 s to 0.11 s and the service's CPU per confirm from 0.80 to
-# 0.60-0.64 ms. At most 7,000 young objects wait for a collection: no memory to speak of.
+# collections of the one below it instead of 10. In a burst of 2,000 confirms
+# (bench/confirm.py, PostgreSQL) the collector's time in one worker fell from 0.57 s to
+# 0.11 s and the service's CPU per confirm from 0.80 to 0.60-0.64 ms. At most 7,000 young
+# objects wait for a collection: no memory to speak of.
 GC_THRESHOLDS = (7000, 20, 20)
 
 
