@@ -28,6 +28,7 @@ def lua(name: str, broadcast: bool = True) -> Script:
 
 
 PUBLISH = lua("publish.lua")
+PUBLISH_LIVE = lua("publish_live.lua")
 STOCK = lua("stock.lua")
 
 
@@ -38,6 +39,7 @@ class Publisher:
         self.redis = redis
         self.history_size = history_size
         self._publish: AsyncScript = PUBLISH.register(redis)
+        self._publish_live: AsyncScript = PUBLISH_LIVE.register(redis)
 
     async def publish(self, sid: str, type_: str, data: dict[str, Any]) -> int:
         """Broadcast `{"type", "seq", "ts", "data"}` to the stream; returns its seq."""
@@ -46,6 +48,18 @@ class Publisher:
             args=[keys.channel(sid), type_, now_ms(), orjson.dumps(data), self.history_size],
         )
         return int(seq)
+
+    async def publish_if_live(
+        self, sid: str, type_: str, data: dict[str, Any], record_key: str
+    ) -> int | None:
+        """`publish`, in the same step as checking that the hash at `record_key` (the
+        stream's record, kept by the app) says `status: live`; None, and nothing sent,
+        when it does not."""
+        seq = await self._publish_live(
+            keys=[keys.seq(sid), keys.history(sid), record_key],
+            args=[keys.channel(sid), type_, now_ms(), orjson.dumps(data), self.history_size],
+        )
+        return int(seq) or None
 
     async def last_seq(self, sid: str) -> int:
         raw = await self.redis.get(keys.seq(sid))

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 
 from domain.errors import DomainError
 from inventory.catalog import Product, ProductExists, TooManyProducts
-from inventory.streams import LIVE
+from inventory.streams import LIVE, meta_key
 from live import directory, schemas
 from live.api import SIGNUP_ERRORS, ApiRoute
 from live.auth import require_host
@@ -112,9 +112,15 @@ async def post_message(request: Request) -> JSONResponse:
     sid = request.path_params["sid"]
     claims = require_host(request, sid)
     body = await read_body(request, HostMessage)
-    await load_stream(request, sid, must_be_live=True)
     data = {"text": body.text, "host_name": claims.name}
-    seq = await services_of(request).publisher.publish(sid, "host.message", data)
+    # The script checks that the stream is live as it publishes (one round trip); only a
+    # refusal reads the record, to say why (unknown, ended, archived).
+    seq = await services_of(request).publisher.publish_if_live(
+        sid, "host.message", data, meta_key(sid)
+    )
+    if seq is None:
+        await load_stream(request, sid, must_be_live=True)
+        raise DomainError("stream_ended", "the stream has ended")
     return JSONResponse({"seq": seq}, status_code=202)
 
 
