@@ -14,7 +14,7 @@ from inventory import keys
 from inventory.groups import Groups
 from inventory.guard import StreamRecovering
 from inventory.registry import stream_pages
-from inventory.sweeper import RECOVERY_RETRY_MS
+from inventory.sweeper import RECOVERY_RETRY_MS, reschedule
 from rediskit.codec import now_ms, text
 
 log = logging.getLogger("live.inventory")
@@ -48,15 +48,9 @@ class GroupSweep:
             # Not rebuilt from SQL yet (the order store is away): its windows wait.
             await self.redis.zadd(keys.SWEEP_GROUPS, {sid: now_ms() + RECOVERY_RETRY_MS})
             return 0
-        if failed.next_due is not None:
-            await self.redis.zadd(keys.SWEEP_GROUPS, {sid: failed.next_due})
-        else:
-            await self.redis.zrem(keys.SWEEP_GROUPS, sid)
-            # A group opened since the script ran may have registered just before that
-            # ZREM: look again so it is never forgotten.
-            first = await self.redis.zrange(keys.group_expiry(sid), 0, 0, withscores=True)
-            if first:
-                await self.redis.zadd(keys.SWEEP_GROUPS, {sid: first[0][1]}, lt=True)
+        await reschedule(
+            self.redis, keys.SWEEP_GROUPS, sid, failed.next_due, keys.group_expiry(sid)
+        )
         if failed.groups:
             log.info(
                 "%d group(s) of %s failed: window ended before enough members paid",

@@ -46,6 +46,23 @@ STOP_TIMEOUT_S = 5.0
 RECOVERY_RETRY_MS = 2_000
 
 
+async def reschedule(
+    redis: Redis, schedule: str, sid: str, next_due: int | None, due_times: str
+) -> None:
+    """After a script swept the stream: put it on `schedule` (a global sorted set of
+    streams) at `next_due`, or take it off when the script found nothing more due. Then
+    `due_times` (the stream's own sorted set the script read) is looked at again: an
+    entry added since the script ran may have registered the stream just before the
+    ZREM, and the stream must never be forgotten."""
+    if next_due is not None:
+        await redis.zadd(schedule, {sid: next_due})
+        return
+    await redis.zrem(schedule, sid)
+    first = await redis.zrange(due_times, 0, 0, withscores=True)
+    if first:
+        await redis.zadd(schedule, {sid: first[0][1]}, lt=True)
+
+
 class Sweeper:
     def __init__(
         self,
@@ -116,14 +133,7 @@ class Sweeper:
     async def purge_stream(self, sid: str) -> None:
         """Drop the stream's settled reservations that are past their retention."""
         first = await self.reservations.purge_settled(sid, BATCH)
-        if first is not None:
-            await self.redis.zadd(keys.SWEEP_SETTLED, {sid: first})
-        else:
-            await self.redis.zrem(keys.SWEEP_SETTLED, sid)
-            # One settled since the script ran may have registered just before the ZREM.
-            left = await self.redis.zrange(keys.settled(sid), 0, 0, withscores=True)
-            if left:
-                await self.redis.zadd(keys.SWEEP_SETTLED, {sid: left[0][1]}, lt=True)
+        await reschedule(self.redis, keys.SWEEP_SETTLED, sid, first, keys.settled(sid))
 
     async def _end_sale(self, member: str) -> int:
         sid, sku, sale_id = member.split(" ")
@@ -148,15 +158,7 @@ class Sweeper:
             # Not rebuilt from SQL yet (the order store is away): its holds wait.
             await self.redis.zadd(keys.SWEEP_RESERVATIONS, {sid: now_ms() + RECOVERY_RETRY_MS})
             return 0
-        if next_due is not None:
-            await self.redis.zadd(keys.SWEEP_RESERVATIONS, {sid: next_due})
-        else:
-            await self.redis.zrem(keys.SWEEP_RESERVATIONS, sid)
-            # A reservation made since the script ran may have registered the stream
-            # just before that ZREM: look again so it is never forgotten.
-            first = await self.redis.zrange(keys.expiry(sid), 0, 0, withscores=True)
-            if first:
-                await self.redis.zadd(keys.SWEEP_RESERVATIONS, {sid: first[0][1]}, lt=True)
+        await reschedule(self.redis, keys.SWEEP_RESERVATIONS, sid, next_due, keys.expiry(sid))
         if skus:
             log.info("expired reservations in %s returned stock of %s", sid, ", ".join(skus),
                      extra={"stream": sid})
