@@ -44,8 +44,7 @@ class Publisher:
     async def publish(self, sid: str, type_: str, data: dict[str, Any]) -> int:
         """Broadcast `{"type", "seq", "ts", "data"}` to the stream; returns its seq."""
         seq = await self._publish(
-            keys=[keys.seq(sid), keys.history(sid)],
-            args=[keys.channel(sid), type_, now_ms(), orjson.dumps(data), self.history_size],
+            keys=[keys.seq(sid), keys.history(sid)], args=self._args(sid, type_, data)
         )
         return int(seq)
 
@@ -57,9 +56,13 @@ class Publisher:
         when it does not."""
         seq = await self._publish_live(
             keys=[keys.seq(sid), keys.history(sid), record_key],
-            args=[keys.channel(sid), type_, now_ms(), orjson.dumps(data), self.history_size],
+            args=self._args(sid, type_, data),
         )
         return int(seq) or None
+
+    def _args(self, sid: str, type_: str, data: dict[str, Any]) -> list[Any]:
+        """ARGV of publish.lua and publish_live.lua."""
+        return [keys.channel(sid), type_, now_ms(), orjson.dumps(data), self.history_size]
 
     async def last_seq(self, sid: str) -> int:
         raw = await self.redis.get(keys.seq(sid))
