@@ -45,7 +45,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from procs import free_port, proc_cpu, spawn, stop, tree, tree_cpu, wait_http  # noqa: E402
+from procs import (  # noqa: E402
+    free_port,
+    proc_cpu,
+    py_spy,
+    spawn,
+    stop,
+    tree,
+    tree_cpu,
+    wait_http,
+)
 from stores import database, sql_server_cpu  # noqa: E402
 
 # --- load client (runs in its own process: `buy.py --client`) -----------------------------
@@ -271,12 +280,7 @@ class Bench:
         if a.profile and target == "live":
             # py-spy on each worker (collapsed stacks, one file per phase and worker).
             for pid in tree(root)[1:]:
-                out = Path(a.profile) / f"{tag}-{pid}.txt"
-                spy = str(Path(sys.executable).parent / "py-spy")
-                spies.append(subprocess.Popen(
-                    [spy, "record", "-p", str(pid), "-r", "200", "--format", "raw",
-                     "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL, start_new_session=True))
+                spies.append(py_spy(pid, Path(a.profile) / f"{tag}-{pid}.txt", 200))
             time.sleep(1.0)
         calls0 = self.commands()
         cpu0, rcpu0, t0 = tree_cpu(root), proc_cpu(self.redis.pid), time.perf_counter()

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from procs import free_port  # noqa: E402
+from procs import free_port, py_spy, tree_cpu  # noqa: E402
 from stores import database  # noqa: E402
 
 from live.embedded_redis import EmbeddedRedis  # noqa: E402
@@ -168,12 +168,9 @@ async def burst(
     spy = None
     if profile is not None:
         # py-spy on the service for the burst (and the drain after it): collapsed stacks.
-        spy = subprocess.Popen(  # noqa: ASYNC220 (once, before the burst is timed)
-            [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(server.pid),
-             "-r", "1000", "--format", "raw", "-o", str(profile), "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        spy = py_spy(server.pid, profile, 1000)  # once, before the burst is timed
         await asyncio.sleep(1.0)
-    cpu0 = _cpu(server)
+    cpu0 = tree_cpu(server.pid)
     start = time.perf_counter()
 
     async def confirm(conn: Connection, rid: str, token: str) -> float | None:
@@ -193,17 +190,12 @@ async def burst(
     pairs = zip(conns, held, strict=True)
     results = await asyncio.gather(*(confirm(c, rid, t) for c, (rid, t) in pairs))
     wall = time.perf_counter() - start
-    cpu = _cpu(server) - cpu0
+    cpu = tree_cpu(server.pid) - cpu0
     for c in conns:
         c.close()
     latencies = [t for t in results if t is not None]
     return {"latencies": latencies, "wall": wall, "retries": retries, "failures": failures,
             "cpu": cpu, "cpu0": cpu0, "spy": spy}
-
-
-def _cpu(proc: psutil.Process) -> float:
-    """CPU seconds of the service (its process and any workers) so far."""
-    return sum(sum(p.cpu_times()[:2]) for p in (proc, *proc.children(recursive=True)))
 
 
 async def paid_in_sql(db_url: str) -> int:
@@ -239,7 +231,7 @@ def run_one(
                 assert time.monotonic() < deadline, "the paid rows never reached SQL"
                 time.sleep(0.05)
             time.sleep(0.5)  # the drainer's pass over the last events (already rows)
-            cpu_all = _cpu(server) - b["cpu0"]
+            cpu_all = tree_cpu(server.pid) - b["cpu0"]
             if b["spy"] is not None:
                 b["spy"].send_signal(signal.SIGINT)
                 b["spy"].wait(30)
@@ -266,8 +258,6 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="py-spy each service during its burst: DIR/<store>-<round>-<name>.txt")
     args = ap.parse_args()
-    if args.profile:
-        args.profile.mkdir(parents=True, exist_ok=True)
     with old_tree(args.old_ref, args.old_durable) as old, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for kind in args.stores.split(","):
