@@ -250,10 +250,28 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 # --- the service as a real process -------------------------------------------------
 
 
+# The services a test started: their logs go into its report when it fails.
+STARTED = pytest.StashKey[list[ServiceProcess]]()
+LOG_TAIL_LINES = 80
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator:
+    """A failed test that started services shows the end of each one's log: the
+    service's own account of a crash or a stall, which the assertion cannot give."""
+    report = yield
+    if report.failed and call.when == "call":
+        for svc in item.stash.get(STARTED, []):
+            lines = svc.log().splitlines()[-LOG_TAIL_LINES:]
+            report.sections.append((f"log of service on port {svc.port}", "\n".join(lines)))
+    return report
+
+
 @pytest.fixture
-def start_service(tmp_path: Path) -> Iterator:
+def start_service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
     """Factory: start_service(env, *args) -> a running ServiceProcess, stopped after."""
     started: list[ServiceProcess] = []
+    request.node.stash[STARTED] = started
 
     def start(env: dict[str, str], *args: str) -> ServiceProcess:
         svc = ServiceProcess(env=env, args=list(args)).start(tmp_path)

@@ -70,7 +70,7 @@ async def test_sigkilled_service_mid_burst_of_referred_buyers(
     env = service_env(
         redis_url,
         database_url,
-        LIVE_LOG_LEVEL="warning",
+        LIVE_LOG_LEVEL="info",
         LIVE_DRAIN_CLAIM_IDLE_MS="500",
         LIVE_DRAIN_GROUP=group,
         LIVE_BUY_RATE_PER_S="0",
