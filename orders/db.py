@@ -61,8 +61,9 @@ def alembic_config() -> Config:
 
 
 def _upgrade(conn: Connection) -> None:
-    # Alembic narrates every start at INFO; only what it changes is worth a line.
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    # Alembic narrates every start at INFO (its context, then one line per plugin it
+    # sets up); only what goes wrong is worth a line.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
 
     cfg = alembic_config()
