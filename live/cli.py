@@ -35,7 +35,10 @@ HTTP_PROTOCOL = "live.http_limits:LimitedHttpToolsProtocol"
 # are imported inside functions, the worker's after the answering thread runs), and the
 # allowance is well above uvicorn's 5 s default: on a loaded machine a worker that was
 # slow to start was killed and replaced again and again. A hung worker is still
-# replaced, only later.
+# replaced, only later. The same wait delays replacing a worker that was killed: on a
+# loaded machine the supervisor noticed a SIGKILLed worker only after these 30 s (it
+# waits out a ping the dead worker never answers); the other workers serve meanwhile,
+# and /metrics stops counting the dead worker's sockets at once (telemetry/exposition.py).
 WORKER_HEALTHCHECK_TIMEOUT_S = 30
 
 

@@ -34,7 +34,18 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed worker stays a zombie until its supervisor reaps it, and uvicorn's can be
+    # blocked meanwhile for its whole health-check timeout (30 s here) waiting on a ping
+    # the dead worker never answers: a zombie's sockets are closed, so it counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc (not Linux): the signal check above is all there is
+    # The state follows the command name, which is in parentheses and may hold any byte.
+    return stat.rpartition(b")")[2].split()[:1] != [b"Z"]
 
 
 def exposition() -> bytes:
