@@ -13,7 +13,11 @@ STAMP := $(VENV)/.installed
 # Redis (an embedded server, or a database of LIVE_TEST_REDIS_URL's) and SQL database.
 # Tests sharing a module-scoped service stay on one worker (tests/conftest.py).
 TEST_WORKERS ?= 5
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+# The suite starts a few hundred Python processes (services, workers, `live` commands).
+# Where PYTHONDONTWRITEBYTECODE is set (as on the CI machines) none of them would keep
+# the project's compiled modules (nor pytest its rewritten test modules), so every
+# process compiled them all again: the test run lets them be cached in __pycache__.
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: serve test test-fast lint bench install clean browser nginx screenshots
 
