@@ -144,8 +144,9 @@ def empty_database(url: str) -> None:
     """The suite owns its databases: empty this one before the session's first service.
     Streams left by earlier runs would otherwise pile up run after run, and every test
     service draining in a fresh consumer group starts at id 0 of every stream listed, so
-    it would first copy all of that history into its own SQL database: a drain that
-    took a minute longer on a machine with many earlier runs behind it."""
+    it would first copy all of that history into its own SQL database, sharing each
+    batch fairly between those streams and its own (the likely cause of a crash test's
+    drain running past its minute in CI, on a machine with many earlier runs behind it)."""
     with SyncRedis.from_url(url) as client:
         client.flushdb()
 
